@@ -1,0 +1,232 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/tributary-sync/tributary/internal/manager"
+	"github.com/tributary-sync/tributary/pkg/connector"
+	"github.com/tributary-sync/tributary/pkg/events"
+	"github.com/tributary-sync/tributary/pkg/state"
+)
+
+// CreateSourceRequest is the body of POST /v1/sources.
+type CreateSourceRequest struct {
+	Name        string          `json:"name"`
+	Connector   string          `json:"connector"`
+	Config      json.RawMessage `json:"config"`
+	Credentials json.RawMessage `json:"credentials"`
+}
+
+func (s *Server) createSource(w http.ResponseWriter, r *http.Request) {
+	var req CreateSourceRequest
+	if !decodeBody(w, r, &req, false) {
+		return
+	}
+	src, err := s.m.CreateSource(r.Context(), manager.CreateSource(req))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/sources/"+src.ID)
+	writeJSON(w, http.StatusCreated, sourceView(src))
+}
+
+func (s *Server) listSources(w http.ResponseWriter, r *http.Request) {
+	page, size, ok := paging(w, r)
+	if !ok {
+		return
+	}
+	srcs, err := s.m.ListSources(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	views := make([]Source, len(srcs))
+	for i, src := range srcs {
+		views[i] = sourceView(src)
+	}
+	writeJSON(w, http.StatusOK, paginate(views, page, size))
+}
+
+func (s *Server) getSource(w http.ResponseWriter, r *http.Request) {
+	src, err := s.m.GetSource(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sourceView(src))
+}
+
+// PatchSourceRequest is the body of PATCH /v1/sources/{id}; absent fields
+// stay as they are, "credentials": null removes the credentials.
+type PatchSourceRequest struct {
+	Name        *string         `json:"name"`
+	Config      json.RawMessage `json:"config"`
+	Credentials json.RawMessage `json:"credentials"`
+}
+
+func (s *Server) patchSource(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.m.GetSource(r.Context(), r.PathValue("id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var req PatchSourceRequest
+	if !decodeBody(w, r, &req, false) {
+		return
+	}
+	src, err := s.m.UpdateSource(r.Context(), r.PathValue("id"), manager.SourcePatch(req))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sourceView(src))
+}
+
+func (s *Server) deleteSource(w http.ResponseWriter, r *http.Request) {
+	if err := s.m.DeleteSource(r.Context(), r.PathValue("id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// SyncRequest is the body of POST /v1/sources/{id}/sync; it may be empty.
+type SyncRequest struct {
+	// Mode is "full" or "incremental"; default incremental, full when the
+	// source has no checkpoint.
+	Mode events.SyncMode `json:"mode"`
+}
+
+func (s *Server) syncSource(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.m.GetSource(r.Context(), r.PathValue("id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var req SyncRequest
+	if !decodeBody(w, r, &req, true) {
+		return
+	}
+	run, err := s.m.TriggerSync(r.Context(), r.PathValue("id"), req.Mode, manager.TriggerManual)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/runs/"+run.ID)
+	writeJSON(w, http.StatusAccepted, runView(run))
+}
+
+func (s *Server) cancelSource(w http.ResponseWriter, r *http.Request) {
+	run, err := s.m.CancelSource(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, runView(run))
+}
+
+func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
+	page, size, ok := paging(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	f := manager.RunFilter{SourceID: q.Get("source_id"), Status: state.RunStatus(q.Get("status"))}
+	if f.Status != "" && !f.Status.Valid() {
+		writeJSON(w, http.StatusUnprocessableEntity, ValidationProblem{Detail: []manager.Detail{{
+			Loc: []any{"query", "status"}, Msg: "Input should be one of queued, running, completed, failed, cancelled", Type: "enum"}}})
+		return
+	}
+	runs, err := s.m.ListRuns(r.Context(), f)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	views := make([]Run, len(runs))
+	for i, run := range runs {
+		views[i] = runView(run)
+	}
+	writeJSON(w, http.StatusOK, paginate(views, page, size))
+}
+
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
+	run, err := s.m.GetRun(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, runView(run))
+}
+
+func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
+	run, err := s.m.CancelRun(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, runView(run))
+}
+
+// Connector is a registered connector type.
+type Connector struct {
+	connector.Manifest
+	// Workers counts the live workers hosting it.
+	Workers      int       `json:"workers"`
+	RegisteredAt time.Time `json:"registered_at"`
+}
+
+func (s *Server) listConnectors(w http.ResponseWriter, r *http.Request) {
+	conns, err := s.m.Store().Connectors.List(r.Context())
+	if err != nil {
+		s.writeError(w, r, wrapUnavailable(err))
+		return
+	}
+	workers, err := s.m.Store().Workers.List(r.Context())
+	if err != nil {
+		s.writeError(w, r, wrapUnavailable(err))
+		return
+	}
+	hosted := map[string]int{}
+	for _, wk := range workers {
+		for _, c := range wk.Value.Connectors {
+			hosted[c]++
+		}
+	}
+	out := make([]Connector, 0, len(conns))
+	for _, e := range conns {
+		var man connector.Manifest
+		if err := json.Unmarshal(e.Value.Manifest, &man); err != nil {
+			continue
+		}
+		out = append(out, Connector{Manifest: man, Workers: hosted[man.Name], RegisteredAt: e.Value.RegisteredAt})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	writeJSON(w, http.StatusOK, map[string]any{"items": out, "total": len(out)})
+}
+
+func (s *Server) listWorkers(w http.ResponseWriter, r *http.Request) {
+	workers, err := s.m.Store().Workers.List(r.Context())
+	if err != nil {
+		s.writeError(w, r, wrapUnavailable(err))
+		return
+	}
+	out := make([]*state.Worker, 0, len(workers))
+	for _, e := range workers {
+		out = append(out, e.Value)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	writeJSON(w, http.StatusOK, map[string]any{"items": out, "total": len(out)})
+}
+
+func wrapUnavailable(err error) error {
+	return &unavailableErr{err}
+}
+
+type unavailableErr struct{ err error }
+
+func (e *unavailableErr) Error() string { return e.err.Error() }
+func (e *unavailableErr) Is(target error) bool {
+	return target == manager.ErrUnavailable
+}

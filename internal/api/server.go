@@ -1,0 +1,233 @@
+// Package api serves the operators' HTTP API: /v1 resources, /health and
+// /api/version, with the error shapes documented in docs/api.md.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/tributary-sync/tributary/internal/manager"
+	"github.com/tributary-sync/tributary/internal/version"
+	"github.com/tributary-sync/tributary/pkg/events"
+	"github.com/tributary-sync/tributary/pkg/state"
+)
+
+const maxBody = 1 << 20
+
+var errEOF = io.EOF
+
+// Server is the HTTP API over a manager.
+type Server struct {
+	m   *manager.Manager
+	log *zap.Logger
+	mux *http.ServeMux
+}
+
+// New returns the API handler.
+func New(m *manager.Manager, log *zap.Logger) *Server {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Server{m: m, log: log, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	h := s.mux.HandleFunc
+	h("GET /health", s.health)
+	h("GET /api/version", s.version)
+
+	h("POST /v1/sources", s.createSource)
+	h("GET /v1/sources", s.listSources)
+	h("GET /v1/sources/{id}", s.getSource)
+	h("PATCH /v1/sources/{id}", s.patchSource)
+	h("DELETE /v1/sources/{id}", s.deleteSource)
+	h("POST /v1/sources/{id}/sync", s.syncSource)
+	h("POST /v1/sources/{id}/cancel", s.cancelSource)
+
+	h("GET /v1/runs", s.listRuns)
+	h("GET /v1/runs/{id}", s.getRun)
+	h("POST /v1/runs/{id}/cancel", s.cancelRun)
+
+	h("GET /v1/connectors", s.listConnectors)
+	h("GET /v1/workers", s.listWorkers)
+}
+
+// ServeHTTP serves the API: unknown routes and methods answer in the JSON
+// error shape, and a panic is a 500, never a dropped connection.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("handler panicked", zap.Any("panic", p), zap.String("path", r.URL.Path))
+			writeProblem(sw, http.StatusInternalServerError, "internal", "Internal error")
+		}
+		s.log.Debug("http", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+			zap.Int("status", sw.status), zap.Duration("took", time.Since(start)))
+	}()
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		// No route: let the mux decide between 404 and 405, answer in JSON.
+		rec := httptest.NewRecorder()
+		s.mux.ServeHTTP(rec, r)
+		if allow := rec.Header().Get("Allow"); allow != "" {
+			sw.Header().Set("Allow", allow)
+		}
+		if rec.Code == http.StatusMethodNotAllowed {
+			writeProblem(sw, rec.Code, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path)
+			return
+		}
+		writeProblem(sw, http.StatusNotFound, "not_found", "No route "+r.URL.Path)
+		return
+	}
+	s.mux.ServeHTTP(sw, r)
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *Server) version(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"version": version.Version, "protocol": version.Protocol})
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	nc := s.m.Conn()
+	natsInfo := map[string]any{"connected": nc.IsConnected(), "status": nc.Status().String(), "url": nc.ConnectedUrlRedacted()}
+	if rtt, err := nc.RTT(); err == nil {
+		natsInfo["rtt_ms"] = float64(rtt.Microseconds()) / 1000
+	}
+	jsInfo := map[string]any{"ok": false}
+	status, code := "ok", http.StatusOK
+	if ai, err := s.m.JetStream().AccountInfo(ctx); err != nil {
+		jsInfo["error"] = err.Error()
+		status, code = "unavailable", http.StatusServiceUnavailable
+	} else {
+		jsInfo["ok"] = true
+		jsInfo["streams"] = ai.Streams
+		jsInfo["consumers"] = ai.Consumers
+		jsInfo["storage_bytes"] = ai.Store
+		jsInfo["memory_bytes"] = ai.Memory
+		jsInfo["domain"] = ai.Domain
+	}
+	if !nc.IsConnected() {
+		status, code = "unavailable", http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]any{"status": status, "version": version.Version, "nats": natsInfo, "jetstream": jsInfo})
+}
+
+// Page is the shape of every list: {"items":[...],"total":N,"page":P,"size":S}.
+type Page[T any] struct {
+	Items []T `json:"items"`
+	Total int `json:"total"`
+	Page  int `json:"page"`
+	Size  int `json:"size"`
+}
+
+const (
+	defaultPageSize = 50
+	maxPageSize     = 1000
+)
+
+// paging reads page and size; it writes a 422 and returns false when they
+// are not positive integers.
+func paging(w http.ResponseWriter, r *http.Request) (page, size int, ok bool) {
+	page, size = 1, defaultPageSize
+	var details []manager.Detail
+	q := r.URL.Query()
+	if v := q.Get("page"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			details = append(details, manager.Detail{Loc: []any{"query", "page"}, Msg: "Input should be an integer greater than or equal to 1", Type: "greater_than_equal"})
+		}
+		page = n
+	}
+	if v := q.Get("size"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPageSize {
+			details = append(details, manager.Detail{Loc: []any{"query", "size"}, Msg: "Input should be an integer from 1 to " + strconv.Itoa(maxPageSize), Type: "range"})
+		}
+		size = n
+	}
+	if len(details) > 0 {
+		writeJSON(w, http.StatusUnprocessableEntity, ValidationProblem{Detail: details})
+		return 0, 0, false
+	}
+	return page, size, true
+}
+
+func paginate[T any](items []T, page, size int) Page[T] {
+	p := Page[T]{Items: []T{}, Total: len(items), Page: page, Size: size}
+	start := (page - 1) * size
+	if start >= len(items) || start < 0 {
+		return p
+	}
+	end := min(start+size, len(items))
+	p.Items = items[start:end]
+	return p
+}
+
+// Source is a source as the API shows it: never its credentials.
+type Source struct {
+	ID             string          `json:"id"`
+	Name           string          `json:"name"`
+	Connector      string          `json:"connector"`
+	Config         json.RawMessage `json:"config"`
+	HasCredentials bool            `json:"has_credentials"`
+	LastRunID      string          `json:"last_run_id,omitempty"`
+	CreatedAt      time.Time       `json:"created_at"`
+	UpdatedAt      time.Time       `json:"updated_at"`
+}
+
+func sourceView(s *state.Source) Source {
+	return Source{ID: s.ID, Name: s.Name, Connector: s.Connector, Config: s.Config,
+		HasCredentials: s.HasCredentials, LastRunID: s.LastRunID, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
+}
+
+// Run is a run as the API shows it.
+type Run struct {
+	ID              string          `json:"id"`
+	SourceID        string          `json:"source_id"`
+	Connector       string          `json:"connector"`
+	Mode            events.SyncMode `json:"mode"`
+	Status          state.RunStatus `json:"status"`
+	Trigger         string          `json:"trigger"`
+	Attempt         int             `json:"attempt"`
+	WorkerID        string          `json:"worker_id,omitempty"`
+	state.Counters
+	Error           string     `json:"error,omitempty"`
+	CancelRequested bool       `json:"cancel_requested"`
+	CreatedAt       time.Time  `json:"created_at"`
+	StartedAt       *time.Time `json:"started_at,omitempty"`
+	FinishedAt      *time.Time `json:"finished_at,omitempty"`
+	UpdatedAt       time.Time  `json:"updated_at"`
+}
+
+func runView(r *state.Run) Run {
+	return Run{ID: r.ID, SourceID: r.SourceID, Connector: r.Connector, Mode: r.Mode, Status: r.Status,
+		Trigger: r.Trigger, Attempt: r.Attempt, WorkerID: r.WorkerID, Counters: r.Counters, Error: r.Error,
+		CancelRequested: r.CancelRequested, CreatedAt: r.CreatedAt, StartedAt: r.StartedAt,
+		FinishedAt: r.FinishedAt, UpdatedAt: r.UpdatedAt}
+}

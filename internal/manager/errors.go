@@ -1,0 +1,65 @@
+package manager
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Detail is one validation failure, in the 422 shape of the API:
+// {"loc":["body","config","root"],"msg":"Field required","type":"missing"}.
+type Detail struct {
+	Loc  []any  `json:"loc"`
+	Msg  string `json:"msg"`
+	Type string `json:"type"`
+}
+
+// ValidationError is returned when a request fails validation; the API
+// answers 422 with its details.
+type ValidationError struct {
+	Details []Detail
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, 0, len(e.Details))
+	for _, d := range e.Details {
+		parts = append(parts, fmt.Sprintf("%v: %s", d.Loc, d.Msg))
+	}
+	return "validation failed: " + strings.Join(parts, "; ")
+}
+
+func invalid(typ, msg string, loc ...any) *ValidationError {
+	return &ValidationError{Details: []Detail{{Loc: loc, Msg: msg, Type: typ}}}
+}
+
+// NotFoundError is returned for an unknown id; the API answers 404.
+type NotFoundError struct {
+	Kind string
+	ID   string
+}
+
+func (e *NotFoundError) Error() string { return fmt.Sprintf("%s %s does not exist", e.Kind, e.ID) }
+
+// ConflictError is returned when the request conflicts with the current
+// state; the API answers 409 with its code.
+type ConflictError struct {
+	Code    string
+	Message string
+	// RunID names the run in the way, when there is one.
+	RunID string
+}
+
+func (e *ConflictError) Error() string { return e.Message }
+
+// Conflict codes.
+const (
+	CodeRunActive    = "run_active"
+	CodeRunNotActive = "run_not_active"
+)
+
+// ErrUnavailable wraps failures of the bus; the API answers 503.
+var ErrUnavailable = errors.New("state store unavailable")
+
+func unavailable(op string, err error) error {
+	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+}

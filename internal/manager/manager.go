@@ -1,0 +1,162 @@
+// Package manager holds sources, triggers and cancels syncs, and applies the
+// events workers publish to the durable run and checkpoint records.
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/tributary-sync/tributary/internal/bus"
+	"github.com/tributary-sync/tributary/pkg/state"
+)
+
+// Config configures a manager.
+type Config struct {
+	// Replicas is the replication factor of every stream and bucket; default 1.
+	Replicas int
+	// HeartbeatTimeout is the workers' heartbeat timeout; worker records
+	// expire after three of them. Default 10s.
+	HeartbeatTimeout time.Duration
+	// ApplyBatch bounds how many events are applied per KV write; default 512.
+	ApplyBatch int
+	// Logger; default zap.NewNop().
+	Logger *zap.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = 10 * time.Second
+	}
+	if c.ApplyBatch <= 0 {
+		c.ApplyBatch = 512
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+func (c *Config) validate() error {
+	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
+		return fmt.Errorf("manager: replicas must be 1, 3 or 5, not %d", c.Replicas)
+	}
+	if c.HeartbeatTimeout < 2*time.Second {
+		return fmt.Errorf("manager: heartbeat timeout %s is under 2s", c.HeartbeatTimeout)
+	}
+	return nil
+}
+
+// Manager is the control plane. Create it with New, then Start and Stop it.
+type Manager struct {
+	cfg     Config
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	store   *state.Store
+	log     *zap.Logger
+	schemas *schemas
+
+	applyCtx  context.Context
+	stopApply context.CancelFunc
+	applyDone chan struct{}
+	consume   jetstream.ConsumeContext
+	stopOnce  sync.Once
+}
+
+// New returns a manager over the NATS connection nc.
+func New(nc *nats.Conn, cfg Config) (*Manager, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("manager: jetstream: %w", err)
+	}
+	return &Manager{cfg: cfg, nc: nc, js: js, log: cfg.Logger, schemas: newSchemas()}, nil
+}
+
+// Store returns the state store (after Start).
+func (m *Manager) Store() *state.Store { return m.store }
+
+// Conn returns the NATS connection.
+func (m *Manager) Conn() *nats.Conn { return m.nc }
+
+// JetStream returns the JetStream client.
+func (m *Manager) JetStream() jetstream.JetStream { return m.js }
+
+// Start creates the streams and buckets, re-dispatches runs an earlier
+// manager queued but did not dispatch, and starts applying events.
+func (m *Manager) Start(ctx context.Context) error {
+	if err := bus.EnsureStreams(ctx, m.js, bus.StreamsConfig{Replicas: m.cfg.Replicas}); err != nil {
+		return fmt.Errorf("manager: %w", err)
+	}
+	store, err := state.Open(ctx, m.js, state.Config{Replicas: m.cfg.Replicas, WorkerTTL: 3 * m.cfg.HeartbeatTimeout})
+	if err != nil {
+		return fmt.Errorf("manager: %w", err)
+	}
+	m.store = store
+	if err := m.redispatch(ctx); err != nil {
+		return fmt.Errorf("manager: %w", err)
+	}
+	if err := m.startApplier(ctx); err != nil {
+		return fmt.Errorf("manager: %w", err)
+	}
+	m.log.Info("manager started", zap.Int("replicas", m.cfg.Replicas))
+	return nil
+}
+
+// Stop stops applying events; what was applied is durable and what was not
+// is redelivered to the next manager.
+func (m *Manager) Stop(ctx context.Context) error {
+	var err error
+	m.stopOnce.Do(func() {
+		if m.consume != nil {
+			m.consume.Stop()
+		}
+		if m.stopApply != nil {
+			m.stopApply()
+			select {
+			case <-m.applyDone:
+			case <-ctx.Done():
+				err = fmt.Errorf("manager: stop: %w", ctx.Err())
+			}
+		}
+	})
+	return err
+}
+
+// redispatch publishes the request of every queued run that was never
+// dispatched.
+func (m *Manager) redispatch(ctx context.Context) error {
+	runs, err := m.store.Runs.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, e := range runs {
+		r := e.Value
+		if r.Status != state.RunQueued || r.Dispatched {
+			continue
+		}
+		src, _, err := m.store.Sources.Get(ctx, r.SourceID)
+		if errors.Is(err, state.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		m.log.Info("dispatching queued run again", zap.String("run_id", r.ID), zap.String("source_id", r.SourceID))
+		if err := m.dispatch(ctx, src, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,269 @@
+package manager
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/tributary-sync/tributary/pkg/connector"
+	"github.com/tributary-sync/tributary/pkg/events"
+	"github.com/tributary-sync/tributary/pkg/state"
+)
+
+// MaxNameLen bounds a source name.
+const MaxNameLen = 200
+
+// CreateSource is the input of a new source.
+type CreateSource struct {
+	Name        string
+	Connector   string
+	Config      json.RawMessage
+	Credentials json.RawMessage
+}
+
+// SourcePatch changes a source; nil fields stay as they are.
+type SourcePatch struct {
+	Name   *string
+	Config json.RawMessage
+	// Credentials replaces the credentials; the JSON null removes them.
+	Credentials json.RawMessage
+}
+
+// Connector returns the registered manifest of a connector type.
+func (m *Manager) Connector(ctx context.Context, name string) (*connector.Manifest, error) {
+	if !events.ValidToken(name) {
+		return nil, &NotFoundError{Kind: "connector", ID: name}
+	}
+	info, _, err := m.store.Connectors.Get(ctx, name)
+	if errors.Is(err, state.ErrNotFound) {
+		return nil, &NotFoundError{Kind: "connector", ID: name}
+	}
+	if err != nil {
+		return nil, unavailable("read connector", err)
+	}
+	var man connector.Manifest
+	if err := json.Unmarshal(info.Manifest, &man); err != nil {
+		return nil, fmt.Errorf("connector %s: decode manifest: %w", name, err)
+	}
+	return &man, nil
+}
+
+// validateConfig checks config against the connector's schema.
+func (m *Manager) validateConfig(man *connector.Manifest, config json.RawMessage) []Detail {
+	if !isObject(config) {
+		return []Detail{{Loc: []any{"body", "config"}, Msg: "Input should be a valid object", Type: "dict_type"}}
+	}
+	if len(man.ConfigSchema) == 0 {
+		return nil
+	}
+	sch, err := m.schemas.compile(man.Name, man.ConfigSchema)
+	if err != nil {
+		// The connector shipped a broken schema: the operator cannot fix
+		// that from here, but the answer must still be a clear one.
+		return []Detail{{Loc: []any{"body", "connector"}, Msg: err.Error(), Type: "connector_schema_invalid"}}
+	}
+	return validateJSON(sch, config, "body", "config")
+}
+
+func isObject(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) > 0 && raw[0] == '{' && json.Valid(raw)
+}
+
+func validateName(name string) *Detail {
+	switch n := strings.TrimSpace(name); {
+	case n == "":
+		return &Detail{Loc: []any{"body", "name"}, Msg: "Field required", Type: "missing"}
+	case utf8.RuneCountInString(name) > MaxNameLen:
+		return &Detail{Loc: []any{"body", "name"}, Msg: fmt.Sprintf("String should have at most %d characters", MaxNameLen), Type: "string_too_long"}
+	}
+	return nil
+}
+
+// CreateSource validates and stores a new source.
+func (m *Manager) CreateSource(ctx context.Context, in CreateSource) (*state.Source, error) {
+	var details []Detail
+	if d := validateName(in.Name); d != nil {
+		details = append(details, *d)
+	}
+	if len(in.Config) == 0 || bytes.Equal(bytes.TrimSpace(in.Config), []byte("null")) {
+		in.Config = json.RawMessage("{}")
+	}
+	if in.Connector == "" {
+		details = append(details, Detail{Loc: []any{"body", "connector"}, Msg: "Field required", Type: "missing"})
+	} else {
+		man, err := m.Connector(ctx, in.Connector)
+		var nf *NotFoundError
+		switch {
+		case errors.As(err, &nf):
+			details = append(details, Detail{Loc: []any{"body", "connector"},
+				Msg: fmt.Sprintf("Unknown connector %q: no worker has registered it", in.Connector), Type: "unknown_connector"})
+		case err != nil:
+			return nil, err
+		default:
+			details = append(details, m.validateConfig(man, in.Config)...)
+		}
+	}
+	hasCreds := len(in.Credentials) > 0 && !bytes.Equal(bytes.TrimSpace(in.Credentials), []byte("null"))
+	if hasCreds && !isObject(in.Credentials) {
+		details = append(details, Detail{Loc: []any{"body", "credentials"}, Msg: "Input should be a valid object", Type: "dict_type"})
+	}
+	if len(details) > 0 {
+		return nil, &ValidationError{Details: details}
+	}
+	now := time.Now().UTC()
+	src := &state.Source{
+		ID: ulid.Make().String(), Name: strings.TrimSpace(in.Name), Connector: in.Connector,
+		Config: compact(in.Config), HasCredentials: hasCreds, CreatedAt: now, UpdatedAt: now,
+	}
+	// Credentials first: a source never points at credentials that are not there.
+	if hasCreds {
+		if _, err := m.store.Credentials.Put(ctx, src.ID, &state.Credentials{Data: compact(in.Credentials)}); err != nil {
+			return nil, unavailable("store credentials", err)
+		}
+	}
+	if _, err := m.store.Sources.Create(ctx, src.ID, src); err != nil {
+		return nil, unavailable("store source", err)
+	}
+	return src, nil
+}
+
+func compact(raw json.RawMessage) json.RawMessage {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return raw
+	}
+	return b.Bytes()
+}
+
+// GetSource returns one source.
+func (m *Manager) GetSource(ctx context.Context, id string) (*state.Source, error) {
+	if !events.ValidToken(id) {
+		return nil, &NotFoundError{Kind: "source", ID: id}
+	}
+	src, _, err := m.store.Sources.Get(ctx, id)
+	if errors.Is(err, state.ErrNotFound) {
+		return nil, &NotFoundError{Kind: "source", ID: id}
+	}
+	if err != nil {
+		return nil, unavailable("read source", err)
+	}
+	return src, nil
+}
+
+// ListSources returns every source, oldest first.
+func (m *Manager) ListSources(ctx context.Context) ([]*state.Source, error) {
+	entries, err := m.store.Sources.List(ctx)
+	if err != nil {
+		return nil, unavailable("list sources", err)
+	}
+	out := make([]*state.Source, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, e.Value)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// UpdateSource applies a patch with compare-and-set.
+func (m *Manager) UpdateSource(ctx context.Context, id string, p SourcePatch) (*state.Source, error) {
+	src, err := m.GetSource(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var details []Detail
+	if p.Name != nil {
+		if d := validateName(*p.Name); d != nil {
+			details = append(details, *d)
+		}
+	}
+	if p.Config != nil {
+		man, err := m.Connector(ctx, src.Connector)
+		if err != nil {
+			return nil, err
+		}
+		details = append(details, m.validateConfig(man, p.Config)...)
+	}
+	removeCreds := p.Credentials != nil && bytes.Equal(bytes.TrimSpace(p.Credentials), []byte("null"))
+	if p.Credentials != nil && !removeCreds && !isObject(p.Credentials) {
+		details = append(details, Detail{Loc: []any{"body", "credentials"}, Msg: "Input should be a valid object", Type: "dict_type"})
+	}
+	if len(details) > 0 {
+		return nil, &ValidationError{Details: details}
+	}
+	if p.Credentials != nil && !removeCreds {
+		if _, err := m.store.Credentials.Put(ctx, id, &state.Credentials{Data: compact(p.Credentials)}); err != nil {
+			return nil, unavailable("store credentials", err)
+		}
+	}
+	out, _, err := m.store.Sources.Mutate(ctx, id, func(s *state.Source) error {
+		if p.Name != nil {
+			s.Name = strings.TrimSpace(*p.Name)
+		}
+		if p.Config != nil {
+			s.Config = compact(p.Config)
+		}
+		if p.Credentials != nil {
+			s.HasCredentials = !removeCreds
+		}
+		s.UpdatedAt = time.Now().UTC()
+		return nil
+	})
+	if errors.Is(err, state.ErrNotFound) {
+		return nil, &NotFoundError{Kind: "source", ID: id}
+	}
+	if err != nil {
+		return nil, unavailable("update source", err)
+	}
+	if removeCreds {
+		if err := m.store.Credentials.Delete(ctx, id, 0); err != nil {
+			return nil, unavailable("delete credentials", err)
+		}
+	}
+	return out, nil
+}
+
+// DeleteSource removes a source, its credentials, its checkpoint and its
+// finished runs. A source with an active run cannot be deleted: cancel it first.
+func (m *Manager) DeleteSource(ctx context.Context, id string) error {
+	if _, err := m.GetSource(ctx, id); err != nil {
+		return err
+	}
+	if run, err := m.activeRun(ctx, id); err != nil {
+		return err
+	} else if run != nil {
+		return &ConflictError{Code: CodeRunActive, RunID: run.ID,
+			Message: fmt.Sprintf("source %s has an active run %s; cancel it first", id, run.ID)}
+	}
+	// The source record goes first: once it is gone nothing can start a run,
+	// and what remains is cleaned up even if this stops half way.
+	if err := m.store.Sources.Delete(ctx, id, 0); err != nil {
+		return unavailable("delete source", err)
+	}
+	if err := m.store.Credentials.Delete(ctx, id, 0); err != nil {
+		return unavailable("delete credentials", err)
+	}
+	if err := m.store.Checkpoints.Delete(ctx, id, 0); err != nil {
+		return unavailable("delete checkpoint", err)
+	}
+	runs, err := m.store.Runs.List(ctx)
+	if err != nil {
+		return unavailable("list runs", err)
+	}
+	for _, e := range runs {
+		if e.Value.SourceID == id {
+			if err := m.store.Runs.Delete(ctx, e.Key, 0); err != nil {
+				return unavailable("delete run", err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,42 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
+)
+
+// contentStore implements connector.ContentStorage on the JetStream object
+// store. Each object is named by a fresh ULID; the object store keeps a
+// SHA-256 digest of every object.
+type contentStore struct {
+	obs jetstream.ObjectStore
+}
+
+func (c *contentStore) Save(ctx context.Context, text string, contentType string) (string, error) {
+	if contentType == "" {
+		contentType = "text/plain; charset=utf-8"
+	}
+	return c.put(ctx, []byte(text), contentType)
+}
+
+func (c *contentStore) SaveBinary(ctx context.Context, data []byte, contentType string) (string, error) {
+	if contentType == "" {
+		contentType = "application/octet-stream"
+	}
+	return c.put(ctx, data, contentType)
+}
+
+func (c *contentStore) put(ctx context.Context, data []byte, contentType string) (string, error) {
+	id := ulid.Make().String()
+	h := nats.Header{}
+	h.Set("Content-Type", contentType)
+	if _, err := c.obs.Put(ctx, jetstream.ObjectMeta{Name: id, Headers: h}, bytes.NewReader(data)); err != nil {
+		return "", fmt.Errorf("store content: %w", err)
+	}
+	return id, nil
+}

@@ -1,0 +1,112 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tributary-sync/tributary/pkg/events"
+)
+
+// Config says how the buckets are created.
+type Config struct {
+	// Replicas is the replication factor of every bucket (1 for a single
+	// server, 3 for a production cluster). Default 1.
+	Replicas int
+	// WorkerTTL is how long a worker's heartbeat record lives without being
+	// refreshed. Default 15s.
+	WorkerTTL time.Duration
+	// Storage is file (default) or memory.
+	Storage jetstream.StorageType
+}
+
+func (c *Config) setDefaults() {
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.WorkerTTL <= 0 {
+		c.WorkerTTL = 15 * time.Second
+	}
+}
+
+// Store holds the typed tables.
+type Store struct {
+	Sources     *Table[Source]
+	Credentials *Table[Credentials]
+	Runs        *Table[Run]
+	Active      *Table[Active]
+	Checkpoints *Table[Checkpoint]
+	Connectors  *Table[ConnectorInfo]
+	Workers     *Table[Worker]
+}
+
+// Open creates or updates every bucket and returns the store. The manager
+// calls it at start.
+func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
+	cfg.setDefaults()
+	mk := func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error) {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      name,
+			Description: desc,
+			History:     1,
+			TTL:         ttl,
+			Storage:     cfg.Storage,
+			Replicas:    cfg.Replicas,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("state: bucket %s: %w", name, err)
+		}
+		return kv, nil
+	}
+	return build(mk, cfg.WorkerTTL)
+}
+
+// Bind returns the store over buckets that already exist (a worker binds to
+// what the manager created). It fails with ErrNotFound when the manager has
+// not created them yet.
+func Bind(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	return build(func(name, _ string, _ time.Duration) (jetstream.KeyValue, error) {
+		kv, err := js.KeyValue(ctx, name)
+		if err != nil {
+			if errors.Is(err, jetstream.ErrBucketNotFound) {
+				return nil, fmt.Errorf("state: bucket %s: %w", name, ErrNotFound)
+			}
+			return nil, fmt.Errorf("state: bucket %s: %w", name, err)
+		}
+		return kv, nil
+	}, 0)
+}
+
+func build(mk func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error), workerTTL time.Duration) (*Store, error) {
+	var s Store
+	var err error
+	kv := func(name, desc string, ttl time.Duration) jetstream.KeyValue {
+		if err != nil {
+			return nil
+		}
+		var b jetstream.KeyValue
+		b, err = mk(name, desc, ttl)
+		return b
+	}
+	sources := kv(events.BucketSources, "Tributary sources", 0)
+	creds := kv(events.BucketCredentials, "Tributary source credentials", 0)
+	runs := kv(events.BucketRuns, "Tributary runs", 0)
+	active := kv(events.BucketActive, "Tributary active run per source", 0)
+	cps := kv(events.BucketCheckpoints, "Tributary checkpoints", 0)
+	conns := kv(events.BucketConnectors, "Tributary connector manifests", 0)
+	workers := kv(events.BucketWorkers, "Tributary live workers", workerTTL)
+	if err != nil {
+		return nil, err
+	}
+	s.Sources = newTable[Source](sources)
+	s.Credentials = newTable[Credentials](creds)
+	s.Runs = newTable[Run](runs)
+	s.Active = newTable[Active](active)
+	s.Checkpoints = newTable[Checkpoint](cps)
+	s.Connectors = newTable[ConnectorInfo](conns)
+	s.Workers = newTable[Worker](workers)
+	return &s, nil
+}
