@@ -91,15 +91,17 @@ func SyncConsumerName(connector string) string { return "sync-" + connector }
 
 // SyncConsumerConfig is the durable consumer of one connector type's sync
 // requests. ackWait bounds how long a request stays with a worker that stopped
-// heartbeating before JetStream redelivers it.
-func SyncConsumerConfig(connector string, ackWait time.Duration, maxDeliver int) jetstream.ConsumerConfig {
+// heartbeating before JetStream redelivers it. Deliveries are not limited
+// here: workers count a run's attempts themselves (hand-offs and lease waits
+// are deliveries that are not attempts) and fail the run past the limit.
+func SyncConsumerConfig(connector string, ackWait time.Duration) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       SyncConsumerName(connector),
 		Description:   "Workers hosting connector " + connector,
 		FilterSubject: events.SyncSubject(connector),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
-		MaxDeliver:    maxDeliver,
+		MaxDeliver:    -1,
 		MaxAckPending: 10000,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}

@@ -99,7 +99,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err := bus.EnsureStreams(ctx, m.js, bus.StreamsConfig{Replicas: m.cfg.Replicas}); err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
-	store, err := state.Open(ctx, m.js, state.Config{Replicas: m.cfg.Replicas, WorkerTTL: 3 * m.cfg.HeartbeatTimeout})
+	store, err := state.Open(ctx, m.js, state.Config{Replicas: m.cfg.Replicas, WorkerTTL: 3 * m.cfg.HeartbeatTimeout, LeaseTTL: m.cfg.HeartbeatTimeout})
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}

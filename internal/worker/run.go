@@ -16,8 +16,9 @@ import (
 )
 
 // handle runs one delivery of a sync request to its end. Whatever happens,
-// the request is acked (the run ended and that was published), nak'ed (hand it
-// to another worker) or left to redeliver (we could not publish the outcome).
+// the request is acked (the run ended and that is stored), nak'ed (hand it to
+// another worker, or try again later), termed (it can never run), or, when
+// the source lease was lost, left alone: another worker owns it.
 func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 	log := w.log
 	env, err := events.Decode(msg.Data())
@@ -34,21 +35,18 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 		_ = msg.Term()
 		return
 	}
-	attempt := 1
-	if md, err := msg.Metadata(); err == nil {
-		attempt = int(md.NumDelivered)
-	}
-	log = log.With(zap.String("source_id", env.SourceID), zap.String("run_id", env.RunID), zap.Int("attempt", attempt))
+	log = log.With(zap.String("source_id", env.SourceID), zap.String("run_id", env.RunID))
 
 	runCtx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
+	ar := &activeRun{sourceID: env.SourceID, cancel: cancel}
 	w.mu.Lock()
 	if w.shutdown {
 		w.mu.Unlock()
 		_ = msg.Nak()
 		return
 	}
-	w.active[env.RunID] = &activeRun{sourceID: env.SourceID, cancel: cancel}
+	w.active[env.RunID] = ar
 	w.mu.Unlock()
 	defer func() {
 		w.mu.Lock()
@@ -56,9 +54,12 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 		w.mu.Unlock()
 	}()
 
-	pub := newPublisher(w.js, env.SourceID, env.RunID, attempt, w.cfg.MaxPendingEvents)
 	bg, bgCancel := context.WithTimeout(context.Background(), w.cfg.HeartbeatTimeout)
 	defer bgCancel()
+	retry := func(what string, err error) {
+		log.Warn(what+"; the request will be redelivered", zap.Error(err))
+		_ = msg.NakWithDelay(time.Second)
+	}
 
 	// The run may have ended while its request waited: cancelled while
 	// queued, its source deleted, or this is a redelivery of a request whose
@@ -70,20 +71,47 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 		_ = msg.Ack()
 		return
 	case err != nil:
-		log.Warn("read run record; request will be redelivered", zap.Error(err))
-		_ = msg.NakWithDelay(time.Second)
+		retry("read run record", err)
 		return
 	case run.Status.Terminal():
 		log.Info("dropping request of finished run", zap.String("status", string(run.Status)))
 		_ = msg.Ack()
 		return
 	}
+	// Attempts are counted from the run record (attempts that started), not
+	// from deliveries: a hand-off or a wait for a lease is not an attempt.
+	attempt := run.Attempt + 1
+	log = log.With(zap.Int("attempt", attempt))
+	pub := newPublisher(w.js, env.SourceID, env.RunID, attempt, w.cfg.MaxPendingEvents)
+
 	if cancelled, err := w.cancelRequested(bg, env.RunID); err != nil {
-		log.Warn("check cancel; request will be redelivered", zap.Error(err))
-		_ = msg.NakWithDelay(time.Second)
+		retry("check cancel", err)
 		return
 	} else if cancelled || run.CancelRequested {
-		w.finish(log, msg, pub, &events.RunCancelled{Reason: "cancelled before start"})
+		w.finish(log, msg, pub, nil, &events.RunCancelled{Reason: "cancelled before start"})
+		return
+	}
+
+	// One execution per source: take the lease, or wait for it to expire.
+	lease, wait, err := w.acquireLease(bg, env.SourceID, env.RunID, attempt)
+	if err != nil {
+		retry("take source lease", err)
+		return
+	}
+	if lease == nil {
+		log.Info("source lease held elsewhere; retrying when it can have expired", zap.Duration("wait", wait))
+		_ = msg.NakWithDelay(wait)
+		return
+	}
+	if run.Status == state.RunRunning && run.Attempt >= w.cfg.MaxAttempts {
+		reason := fmt.Sprintf("gave up after %d attempts: each attempt's worker stopped before finishing (the last was %s)", run.Attempt, run.WorkerID)
+		w.finish(log, msg, pub, lease, &events.RunFailed{Error: reason})
+		return
+	}
+	if delay := w.backoff(attempt) - time.Since(run.UpdatedAt); delay > 0 {
+		w.releaseLease(lease)
+		log.Info("backing off before retrying the run", zap.Duration("delay", delay))
+		_ = msg.NakWithDelay(delay)
 		return
 	}
 
@@ -97,22 +125,28 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 		sreq.Checkpoint = cp.Checkpoint
 		sreq.Resumed = cp.RunID == env.RunID && !cp.Final
 	case !errors.Is(err, state.ErrNotFound):
-		log.Warn("read checkpoint; request will be redelivered", zap.Error(err))
-		_ = msg.NakWithDelay(time.Second)
+		w.releaseLease(lease)
+		retry("read checkpoint", err)
 		return
 	}
 	if err := pub.sync(bg, &events.RunStarted{
 		WorkerID: w.cfg.ID, Connector: req.Connector, Mode: req.Mode, Resumed: sreq.Resumed,
 	}); err != nil {
-		log.Warn("publish run.started; request will be redelivered", zap.Error(err))
-		_ = msg.NakWithDelay(time.Second)
+		w.releaseLease(lease)
+		retry("publish run.started", err)
 		return
 	}
 	log.Info("sync started", zap.String("mode", string(req.Mode)), zap.Bool("resumed", sreq.Resumed))
 	started := time.Now()
 
 	sc := &syncContext{pub: pub, content: &contentStore{obs: w.obs}, log: log}
-	stopBeats := w.beat(runCtx, msg, pub, sc, log)
+	w.mu.Lock()
+	ar.sc = sc
+	if w.shutdown {
+		sc.stopRequested.Store(true)
+	}
+	w.mu.Unlock()
+	stopBeats := w.beat(runCtx, msg, pub, sc, lease, log)
 	syncErr := runConnector(runCtx, c, sreq, sc)
 	stopBeats()
 	out, finalCP, failErr := sc.close()
@@ -120,33 +154,55 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 
 	cause := context.Cause(runCtx)
 	switch {
-	case errors.Is(cause, errShutdown):
-		// Hand the request back: events so far are stored once barrier
-		// returns, and the next attempt resumes from the last checkpoint.
+	case errors.Is(cause, errLeaseLost):
+		// Another worker owns the run now. Neither ack nor nak: a late ack
+		// would be taken for that worker's delivery.
+		log.Warn("source lease lost; abandoning the attempt")
+	case out == outcomeCompleted:
+		w.finish(log, msg, pub, lease, &events.RunCompleted{Checkpoint: finalCP, Scanned: sc.scanned.Load()})
+	case sc.handedOff.Load() || errors.Is(cause, errShutdown):
+		// Hand the request back: once barrier returns every event so far is
+		// stored, and the next attempt resumes from the last checkpoint.
 		if err := pub.barrier(bg); err != nil {
 			log.Warn("flush events before hand-off", zap.Error(err))
 		}
+		w.releaseLease(lease)
 		_ = msg.Nak()
 		log.Info("sync handed back for another worker")
-	case errors.Is(cause, errCancelRequested) && out != outcomeCompleted:
-		w.finish(log, msg, pub, &events.RunCancelled{Reason: "cancelled by request"})
+	case errors.Is(cause, errCancelRequested):
+		w.finish(log, msg, pub, lease, &events.RunCancelled{Reason: "cancelled by request"})
 	case out == outcomeFailed:
-		w.finish(log, msg, pub, &events.RunFailed{Error: failErr.Error()})
-	case out == outcomeCompleted || syncErr == nil:
-		w.finish(log, msg, pub, &events.RunCompleted{Checkpoint: finalCP, Scanned: sc.scanned.Load()})
+		w.finish(log, msg, pub, lease, &events.RunFailed{Error: failErr.Error()})
+	case syncErr == nil:
+		w.finish(log, msg, pub, lease, &events.RunCompleted{Checkpoint: finalCP, Scanned: sc.scanned.Load()})
 	default:
-		w.finish(log, msg, pub, &events.RunFailed{Error: syncErr.Error()})
+		w.finish(log, msg, pub, lease, &events.RunFailed{Error: syncErr.Error()})
 	}
 }
 
-// finish publishes the run's terminal event after every earlier event, then
-// acks the request. If the event cannot be published the request is left
-// unacked so that it is redelivered.
-func (w *Worker) finish(log *zap.Logger, msg jetstream.Msg, pub *publisher, payload any) {
+// backoff is how long after the previous attempt's last sign of life an
+// attempt may start: at once for the first two, then RetryBackoff doubling
+// up to a minute.
+func (w *Worker) backoff(attempt int) time.Duration {
+	if attempt <= 2 {
+		return 0
+	}
+	d := w.cfg.RetryBackoff << (attempt - 3)
+	if d > time.Minute || d <= 0 {
+		d = time.Minute
+	}
+	return d
+}
+
+// finish publishes the run's terminal event after every earlier event, acks
+// the request and releases the lease. If the event cannot be published the
+// request is nak'ed so that it is tried again.
+func (w *Worker) finish(log *zap.Logger, msg jetstream.Msg, pub *publisher, lease *heldLease, payload any) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.HeartbeatTimeout)
 	defer cancel()
 	if err := pub.sync(ctx, payload); err != nil {
-		log.Error("publish run outcome; request will be redelivered", zap.Error(err))
+		log.Error("publish run outcome; the request will be redelivered", zap.Error(err))
+		w.releaseLease(lease)
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
@@ -154,20 +210,20 @@ func (w *Worker) finish(log *zap.Logger, msg jetstream.Msg, pub *publisher, payl
 		// The outcome is stored; a redelivery finds the run finished and drops it.
 		log.Warn("ack sync request", zap.Error(err))
 	}
-	t, _ := typeName(payload)
-	log.Info("sync finished", zap.String("outcome", t))
+	w.releaseLease(lease)
+	log.Info("sync finished", zap.String("outcome", outcomeName(payload)))
 }
 
-func typeName(payload any) (string, bool) {
+func outcomeName(payload any) string {
 	switch payload.(type) {
 	case *events.RunCompleted:
-		return "completed", true
+		return "completed"
 	case *events.RunFailed:
-		return "failed", true
+		return "failed"
 	case *events.RunCancelled:
-		return "cancelled", true
+		return "cancelled"
 	}
-	return "", false
+	return fmt.Sprintf("%T", payload)
 }
 
 // runConnector calls Sync, turning a panic into an error.
@@ -181,17 +237,22 @@ func runConnector(ctx context.Context, c connector.Connector, req *connector.Syn
 	return c.Sync(ctx, req, sc)
 }
 
-// beat keeps the request's ack deadline moving, reports progress (the run's
-// heartbeat), and re-checks for a cancel the subscription may have missed.
-// The returned func stops it.
-func (w *Worker) beat(runCtx context.Context, msg jetstream.Msg, pub *publisher, sc *syncContext, log *zap.Logger) func() {
+// beat keeps the request's ack deadline and the source lease moving, reports
+// progress (the run's heartbeat on the events stream), and re-checks for a
+// cancel the subscription may have missed. The returned func stops it.
+func (w *Worker) beat(runCtx context.Context, msg jetstream.Msg, pub *publisher, sc *syncContext, lease *heldLease, log *zap.Logger) func() {
 	done := make(chan struct{})
 	stopped := make(chan struct{})
+	ar := func() *activeRun {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.active[pub.runID]
+	}
 	go func() {
 		defer close(stopped)
 		progress := time.NewTicker(w.cfg.ProgressInterval)
 		defer progress.Stop()
-		hb := time.NewTicker(w.cfg.HeartbeatTimeout / 3)
+		hb := time.NewTicker(w.leaseTTL / 3)
 		defer hb.Stop()
 		var reported uint64
 		for {
@@ -201,23 +262,26 @@ func (w *Worker) beat(runCtx context.Context, msg jetstream.Msg, pub *publisher,
 			case <-progress.C:
 				if n := sc.scanned.Load(); n != reported {
 					reported = n
-					if err := sc.checkOpen(); err == nil {
-						if err := pub.async(runCtx, &events.Progress{Scanned: n}); err != nil {
-							log.Debug("publish progress", zap.Error(err))
-						}
+					if err := pub.async(runCtx, &events.Progress{Scanned: n}); err != nil {
+						log.Debug("publish progress", zap.Error(err))
 					}
 				}
 			case <-hb.C:
 				if err := msg.InProgress(); err != nil {
 					log.Warn("extend ack deadline", zap.Error(err))
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), w.cfg.HeartbeatTimeout/3)
-				if ok, err := w.cancelRequested(ctx, pub.runID); err == nil && ok {
-					w.mu.Lock()
-					if ar := w.active[pub.runID]; ar != nil {
-						ar.cancel(errCancelRequested)
+				ctx, cancel := context.WithTimeout(context.Background(), w.leaseTTL/3)
+				if err := w.refreshLease(ctx, lease); err != nil {
+					if a := ar(); a != nil && (errors.Is(err, errLeaseLost)) {
+						a.cancel(errLeaseLost)
+					} else {
+						log.Warn("refresh source lease", zap.Error(err))
 					}
-					w.mu.Unlock()
+				}
+				if ok, err := w.cancelRequested(ctx, pub.runID); err == nil && ok {
+					if a := ar(); a != nil {
+						a.cancel(errCancelRequested)
+					}
 				}
 				cancel()
 			}

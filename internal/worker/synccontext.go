@@ -30,6 +30,10 @@ type syncContext struct {
 	log     *zap.Logger
 
 	scanned atomic.Uint64
+	// stopRequested is set when the worker shuts down: the next
+	// SaveCheckpoint returns ErrStopRequested and sets handedOff.
+	stopRequested atomic.Bool
+	handedOff     atomic.Bool
 
 	mu       sync.Mutex
 	finished bool // Complete or Fail called, or the sync returned
@@ -103,7 +107,14 @@ func (s *syncContext) SaveCheckpoint(ctx context.Context, checkpoint any) error 
 		return errors.New("save checkpoint: checkpoint is nil")
 	}
 	// sync waits for every earlier event before publishing the checkpoint.
-	return s.pub.sync(ctx, &events.Checkpoint{Checkpoint: raw})
+	if err := s.pub.sync(ctx, &events.Checkpoint{Checkpoint: raw}); err != nil {
+		return err
+	}
+	if s.stopRequested.Load() {
+		s.handedOff.Store(true)
+		return connector.ErrStopRequested
+	}
+	return nil
 }
 
 func (s *syncContext) Complete(_ context.Context, checkpoint any) error {

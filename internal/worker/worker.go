@@ -40,9 +40,14 @@ type Config struct {
 	// ProgressInterval is how often a running sync reports its scanned
 	// counter; default 1s.
 	ProgressInterval time.Duration
-	// MaxDeliver bounds the attempts of one run (deliveries of its request);
-	// default 5.
-	MaxDeliver int
+	// MaxAttempts bounds the attempts of one run: after that many attempts
+	// that started and never finished (their workers died or lost their
+	// lease), the run fails. Default 5.
+	MaxAttempts int
+	// RetryBackoff is the delay before a run's third attempt; it doubles for
+	// every further attempt, up to a minute. The second attempt (the first
+	// resume) starts as soon as the lease of the first has expired. Default 2s.
+	RetryBackoff time.Duration
 	// MaxPendingEvents bounds the unacknowledged events of one sync; default 1024.
 	MaxPendingEvents int
 	// BindTimeout is how long Start waits for the manager to create the
@@ -75,8 +80,11 @@ func (c *Config) setDefaults() {
 	if c.ProgressInterval <= 0 {
 		c.ProgressInterval = time.Second
 	}
-	if c.MaxDeliver == 0 {
-		c.MaxDeliver = 5
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 5
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = 2 * time.Second
 	}
 	if c.MaxPendingEvents <= 0 {
 		c.MaxPendingEvents = 1024
@@ -124,25 +132,26 @@ type Worker struct {
 
 	slots chan struct{}
 
-	pullCtx    context.Context
-	stopPull   context.CancelFunc
-	pullWG     sync.WaitGroup
-	runWG      sync.WaitGroup
-	sub        *nats.Subscription
-	hbStop     chan struct{}
-	hbDone     chan struct{}
-	startedAt  time.Time
-	manifests  map[string]connector.Manifest
-	stopOnce   sync.Once
-	mu         sync.Mutex
-	active     map[string]*activeRun // by run id
-	shutdown   bool
-	cancelRecv chan string // for tests: run ids whose cancel was seen
+	pullCtx   context.Context
+	stopPull  context.CancelFunc
+	pullWG    sync.WaitGroup
+	runWG     sync.WaitGroup
+	sub       *nats.Subscription
+	hbStop    chan struct{}
+	hbDone    chan struct{}
+	startedAt time.Time
+	manifests map[string]connector.Manifest
+	leaseTTL  time.Duration
+	stopOnce  sync.Once
+	mu        sync.Mutex
+	active    map[string]*activeRun // by run id
+	shutdown  bool
 }
 
 type activeRun struct {
 	sourceID string
 	cancel   context.CancelCauseFunc
+	sc       *syncContext // nil until the connector runs
 }
 
 var (
@@ -150,6 +159,9 @@ var (
 	errCancelRequested = errors.New("run cancelled")
 	// errShutdown is the cancel cause when the worker is stopping.
 	errShutdown = errors.New("worker shutting down")
+	// errLeaseLost is the cancel cause when the run's lease expired or was
+	// taken over: another worker owns the run now.
+	errLeaseLost = errors.New("source lease lost")
 )
 
 // New returns a worker over the NATS connection nc.
@@ -200,7 +212,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	for _, c := range w.cfg.Connectors {
 		m := c.Manifest()
 		cons, err := w.js.CreateOrUpdateConsumer(ctx, events.StreamSync,
-			bus.SyncConsumerConfig(m.Name, w.cfg.HeartbeatTimeout, w.cfg.MaxDeliver))
+			bus.SyncConsumerConfig(m.Name, w.cfg.HeartbeatTimeout))
 		if err != nil {
 			w.stopPull()
 			_ = sub.Unsubscribe()
@@ -225,8 +237,18 @@ func (w *Worker) bind(ctx context.Context) error {
 			var obs jetstream.ObjectStore
 			obs, err = w.js.ObjectStore(ctx, events.BucketContent)
 			if err == nil {
-				w.store, w.obs = store, obs
-				return nil
+				var ttl time.Duration
+				ttl, err = store.Leases.TTL(ctx)
+				if err == nil {
+					w.store, w.obs = store, obs
+					// Refresh well inside whichever is shorter: our own
+					// heartbeat timeout or the TTL the manager gave leases.
+					w.leaseTTL = w.cfg.HeartbeatTimeout
+					if ttl > 0 && ttl < w.leaseTTL {
+						w.leaseTTL = ttl
+					}
+					return nil
+				}
 			}
 		}
 		select {
@@ -382,16 +404,35 @@ func (w *Worker) Stop(ctx context.Context) error {
 		}
 		w.stopPull()
 		w.pullWG.Wait()
+		// First ask every sync to stop at its next checkpoint; those that
+		// have not by shortly before the grace period ends are cancelled.
 		w.mu.Lock()
 		w.shutdown = true
 		for _, ar := range w.active {
-			ar.cancel(errShutdown)
+			if ar.sc != nil {
+				ar.sc.stopRequested.Store(true)
+			} else {
+				ar.cancel(errShutdown)
+			}
 		}
 		w.mu.Unlock()
 		done := make(chan struct{})
 		go func() { w.runWG.Wait(); close(done) }()
+		soft := time.NewTimer(softStop(ctx))
+		defer soft.Stop()
 		select {
 		case <-done:
+		case <-soft.C:
+			w.mu.Lock()
+			for _, ar := range w.active {
+				ar.cancel(errShutdown)
+			}
+			w.mu.Unlock()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				err = fmt.Errorf("worker: stop: runs still active: %w", ctx.Err())
+			}
 		case <-ctx.Done():
 			err = fmt.Errorf("worker: stop: runs still active: %w", ctx.Err())
 		}
@@ -406,4 +447,17 @@ func (w *Worker) Stop(ctx context.Context) error {
 		w.log.Info("worker stopped")
 	})
 	return err
+}
+
+// softStop is how long Stop waits for syncs to reach a checkpoint before
+// cancelling them: most of the grace period, keeping a second (or a quarter)
+// to flush and hand back.
+func softStop(ctx context.Context) time.Duration {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return 5 * time.Second
+	}
+	left := time.Until(dl)
+	margin := min(time.Second, left/4)
+	return max(left-margin, 0)
 }

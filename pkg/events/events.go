@@ -179,7 +179,9 @@ func (p *DocumentUpserted) validate() error {
 	return nil
 }
 
-func (p *DocumentDeleted) validate() error { return prefixField("data.", validateExternalID(p.ExternalID)) }
+func (p *DocumentDeleted) validate() error {
+	return prefixField("data.", validateExternalID(p.ExternalID))
+}
 
 func (p *DocumentError) validate() error {
 	if err := validateExternalID(p.ExternalID); err != nil {

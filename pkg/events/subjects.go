@@ -32,6 +32,9 @@ const (
 	BucketRuns = "tributary_runs"
 	// BucketActive maps a source to its one active (queued or running) run, key <source_id>.
 	BucketActive = "tributary_active"
+	// BucketLeases holds the lease of each source whose run is executing, key
+	// <source_id>; a lease expires when its worker stops refreshing it.
+	BucketLeases = "tributary_leases"
 	// BucketCheckpoints holds the latest checkpoint of each source, key <source_id>.
 	BucketCheckpoints = "tributary_checkpoints"
 	// BucketConnectors holds the latest manifest of each connector type, key <connector>.

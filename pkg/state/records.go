@@ -134,3 +134,14 @@ type Worker struct {
 	StartedAt   time.Time `json:"started_at"`
 	HeartbeatAt time.Time `json:"heartbeat_at"`
 }
+
+// Lease says which worker executes a source's run. It lives in a bucket
+// whose entries expire: a worker that stops refreshing it loses it after the
+// bucket's TTL, and another worker may take the source over.
+type Lease struct {
+	RunID       string    `json:"run_id"`
+	WorkerID    string    `json:"worker_id"`
+	Attempt     int       `json:"attempt"`
+	AcquiredAt  time.Time `json:"acquired_at"`
+	RefreshedAt time.Time `json:"refreshed_at"`
+}

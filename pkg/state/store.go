@@ -19,6 +19,9 @@ type Config struct {
 	// WorkerTTL is how long a worker's heartbeat record lives without being
 	// refreshed. Default 15s.
 	WorkerTTL time.Duration
+	// LeaseTTL is how long a source lease lives without being refreshed: the
+	// heartbeat timeout. Default 10s.
+	LeaseTTL time.Duration
 	// Storage is file (default) or memory.
 	Storage jetstream.StorageType
 }
@@ -29,6 +32,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.WorkerTTL <= 0 {
 		c.WorkerTTL = 15 * time.Second
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 10 * time.Second
 	}
 }
 
@@ -41,6 +47,7 @@ type Store struct {
 	Checkpoints *Table[Checkpoint]
 	Connectors  *Table[ConnectorInfo]
 	Workers     *Table[Worker]
+	Leases      *Table[Lease]
 }
 
 // Open creates or updates every bucket and returns the store. The manager
@@ -61,7 +68,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		}
 		return kv, nil
 	}
-	return build(mk, cfg.WorkerTTL)
+	return build(mk, cfg.WorkerTTL, cfg.LeaseTTL)
 }
 
 // Bind returns the store over buckets that already exist (a worker binds to
@@ -77,10 +84,10 @@ func Bind(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 			return nil, fmt.Errorf("state: bucket %s: %w", name, err)
 		}
 		return kv, nil
-	}, 0)
+	}, 0, 0)
 }
 
-func build(mk func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error), workerTTL time.Duration) (*Store, error) {
+func build(mk func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error), workerTTL, leaseTTL time.Duration) (*Store, error) {
 	var s Store
 	var err error
 	kv := func(name, desc string, ttl time.Duration) jetstream.KeyValue {
@@ -98,6 +105,7 @@ func build(mk func(name, desc string, ttl time.Duration) (jetstream.KeyValue, er
 	cps := kv(events.BucketCheckpoints, "Tributary checkpoints", 0)
 	conns := kv(events.BucketConnectors, "Tributary connector manifests", 0)
 	workers := kv(events.BucketWorkers, "Tributary live workers", workerTTL)
+	leases := kv(events.BucketLeases, "Tributary source leases of executing runs", leaseTTL)
 	if err != nil {
 		return nil, err
 	}
@@ -108,5 +116,6 @@ func build(mk func(name, desc string, ttl time.Duration) (jetstream.KeyValue, er
 	s.Checkpoints = newTable[Checkpoint](cps)
 	s.Connectors = newTable[ConnectorInfo](conns)
 	s.Workers = newTable[Worker](workers)
+	s.Leases = newTable[Lease](leases)
 	return &s, nil
 }

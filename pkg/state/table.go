@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -179,4 +180,14 @@ func (t *Table[T]) List(ctx context.Context) ([]Entry[T], error) {
 			out = append(out, Entry[T]{Key: e.Key(), Revision: e.Revision(), Value: v})
 		}
 	}
+}
+
+// TTL returns the bucket's time to live: how long a record lives after its
+// last write (0: forever).
+func (t *Table[T]) TTL(ctx context.Context) (time.Duration, error) {
+	st, err := t.kv.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%s status: %w", t.name, err)
+	}
+	return st.TTL(), nil
 }
