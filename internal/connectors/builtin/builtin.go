@@ -1,0 +1,13 @@
+// Package builtin lists the connectors every worker hosts.
+package builtin
+
+import (
+	"github.com/tributary-sync/tributary/internal/connectors/filesystem"
+	"github.com/tributary-sync/tributary/internal/connectors/synthetic"
+	"github.com/tributary-sync/tributary/pkg/connector"
+)
+
+// All returns a fresh instance of every built-in connector.
+func All() []connector.Connector {
+	return []connector.Connector{filesystem.New(), synthetic.New()}
+}

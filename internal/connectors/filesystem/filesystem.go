@@ -1,0 +1,364 @@
+// Package filesystem is the built-in connector for a folder on the worker's
+// file system. It imports only pkg/connector, as a third-party connector would.
+//
+// Every regular file under root that matches include and not exclude (glob
+// patterns with **, relative to root, slash-separated) is one document whose
+// external id is its slash-separated path relative to root. Text files are
+// stored as text, everything else as bytes.
+//
+// The checkpoint records the size and modification time of every file, so an
+// incremental sync emits only new and changed files and reports files that are
+// gone as deleted. While a sync runs it saves a partial checkpoint every
+// checkpoint_every files, so an interrupted sync resumes where it stopped.
+package filesystem
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"mime"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/bmatcuk/doublestar/v4"
+	"go.uber.org/zap"
+
+	"github.com/tributary-sync/tributary/pkg/connector"
+)
+
+// Name is the connector's type name.
+const Name = "filesystem"
+
+const (
+	defaultMaxFileSize     = 50 << 20
+	defaultCheckpointEvery = 500
+)
+
+const configSchema = `{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "type": "object",
+  "required": ["root"],
+  "additionalProperties": false,
+  "properties": {
+    "root": {"type": "string", "minLength": 1, "description": "Absolute path of the folder to sync, on the worker's machine."},
+    "include": {"type": "array", "items": {"type": "string", "minLength": 1}, "description": "Glob patterns (with **) of files to sync, relative to root. Default: every file."},
+    "exclude": {"type": "array", "items": {"type": "string", "minLength": 1}, "description": "Glob patterns of files to skip, relative to root."},
+    "max_file_size": {"type": "integer", "minimum": 1, "description": "Files larger than this many bytes are reported as errors. Default 50 MiB."},
+    "checkpoint_every": {"type": "integer", "minimum": 1, "description": "Save a resumable checkpoint every this many files. Default 500."}
+  }
+}`
+
+// Config is the source configuration.
+type Config struct {
+	Root            string   `json:"root"`
+	Include         []string `json:"include,omitempty"`
+	Exclude         []string `json:"exclude,omitempty"`
+	MaxFileSize     int64    `json:"max_file_size,omitempty"`
+	CheckpointEvery int      `json:"checkpoint_every,omitempty"`
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxFileSize <= 0 {
+		c.MaxFileSize = defaultMaxFileSize
+	}
+	if c.CheckpointEvery <= 0 {
+		c.CheckpointEvery = defaultCheckpointEvery
+	}
+}
+
+func (c *Config) validate() error {
+	if !filepath.IsAbs(c.Root) {
+		return fmt.Errorf("root %q must be an absolute path", c.Root)
+	}
+	for _, p := range append(append([]string{}, c.Include...), c.Exclude...) {
+		if !doublestar.ValidatePattern(p) {
+			return fmt.Errorf("invalid glob pattern %q", p)
+		}
+	}
+	return nil
+}
+
+// FileState is what the checkpoint remembers of one file.
+type FileState struct {
+	Size    int64 `json:"size"`
+	MtimeNS int64 `json:"mtime_ns"`
+}
+
+// Checkpoint is the connector's checkpoint.
+type Checkpoint struct {
+	// Files maps each path to its state. In a partial checkpoint, paths up to
+	// and including After hold this run's state; later paths the previous
+	// run's.
+	Files map[string]FileState `json:"files"`
+	// Partial marks a checkpoint saved in the middle of a sync.
+	Partial bool `json:"partial,omitempty"`
+	// After is the last path handled when Partial is set.
+	After string `json:"after,omitempty"`
+}
+
+// Connector syncs a folder.
+type Connector struct{}
+
+// New returns the filesystem connector.
+func New() *Connector { return &Connector{} }
+
+// Manifest implements connector.Connector.
+func (*Connector) Manifest() connector.Manifest {
+	return connector.Manifest{
+		Name:         Name,
+		Version:      "1.0.0",
+		Description:  "Files of a folder on the worker's file system",
+		SyncModes:    []connector.SyncMode{connector.Full, connector.Incremental},
+		ConfigSchema: json.RawMessage(configSchema),
+	}
+}
+
+type entry struct {
+	rel   string
+	abs   string
+	state FileState
+	mod   time.Time
+}
+
+// Sync implements connector.Connector.
+func (c *Connector) Sync(ctx context.Context, req *connector.SyncRequest, sc connector.SyncContext) error {
+	var cfg Config
+	if err := req.DecodeConfig(&cfg); err != nil {
+		return err
+	}
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	var cp Checkpoint
+	if _, err := req.DecodeCheckpoint(&cp); err != nil {
+		return err
+	}
+	if cp.Files == nil {
+		cp.Files = map[string]FileState{}
+	}
+	// Files always describes what was emitted, even in a partial checkpoint
+	// left by a failed run, so it is a sound baseline. Only a resumed attempt
+	// of the same run skips what that run already handled.
+	after := ""
+	if req.Resumed && cp.Partial {
+		after = cp.After
+	}
+
+	entries, err := scan(ctx, &cfg)
+	if err != nil {
+		return err
+	}
+	sc.Logger().Debug("folder scanned", zap.Int("files", len(entries)), zap.String("resume_after", after))
+
+	full := req.Mode != connector.Incremental
+	handled := 0
+	for _, e := range entries {
+		if after != "" && e.rel <= after {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sc.IncrementScanned(1)
+		prev, known := cp.Files[e.rel]
+		if !full && known && prev == e.state {
+			continue
+		}
+		if err := c.emitFile(ctx, sc, &cfg, e, known && !full); err != nil {
+			if isCtx(ctx, err) {
+				return err
+			}
+			if errors.Is(err, errSkip) {
+				continue
+			}
+			return err
+		}
+		cp.Files[e.rel] = e.state
+		handled++
+		if handled%cfg.CheckpointEvery == 0 {
+			cp.Partial, cp.After = true, e.rel
+			if err := sc.SaveCheckpoint(ctx, &cp); err != nil {
+				return err
+			}
+		}
+	}
+
+	present := make(map[string]struct{}, len(entries))
+	for _, e := range entries {
+		present[e.rel] = struct{}{}
+	}
+	gone := make([]string, 0)
+	for p := range cp.Files {
+		if _, ok := present[p]; !ok {
+			gone = append(gone, p)
+		}
+	}
+	sort.Strings(gone)
+	for _, p := range gone {
+		if err := sc.EmitDeleted(ctx, p); err != nil {
+			return err
+		}
+		delete(cp.Files, p)
+	}
+	cp.Partial, cp.After = false, ""
+	return sc.Complete(ctx, &cp)
+}
+
+// errSkip marks a file reported through EmitError.
+var errSkip = errors.New("file skipped")
+
+func (c *Connector) emitFile(ctx context.Context, sc connector.SyncContext, cfg *Config, e entry, updated bool) error {
+	if e.state.Size > cfg.MaxFileSize {
+		if err := sc.EmitError(ctx, e.rel, fmt.Errorf("file is %d bytes, larger than max_file_size %d", e.state.Size, cfg.MaxFileSize)); err != nil {
+			return err
+		}
+		return errSkip
+	}
+	data, err := os.ReadFile(e.abs)
+	if err != nil {
+		if err := sc.EmitError(ctx, e.rel, fmt.Errorf("read: %w", err)); err != nil {
+			return err
+		}
+		return errSkip
+	}
+	mimeType := detectType(e.rel, data)
+	var contentID string
+	if isText(mimeType, data) {
+		contentID, err = sc.Content().Save(ctx, string(data), mimeType)
+	} else {
+		contentID, err = sc.Content().SaveBinary(ctx, data, mimeType)
+	}
+	if err != nil {
+		return fmt.Errorf("store content of %s: %w", e.rel, err)
+	}
+	mod := e.mod.UTC()
+	doc := connector.Document{
+		ExternalID: e.rel,
+		Title:      path.Base(e.rel),
+		ContentID:  contentID,
+		Metadata: connector.Metadata{
+			Title:     path.Base(e.rel),
+			UpdatedAt: &mod,
+			MimeType:  mimeType,
+			Size:      e.state.Size,
+			Path:      e.rel,
+			URL:       "file://" + filepath.ToSlash(e.abs),
+		},
+		Permissions: connector.Permissions{Public: true},
+	}
+	if updated {
+		return sc.EmitUpdated(ctx, doc)
+	}
+	return sc.Emit(ctx, doc)
+}
+
+// scan lists the matching regular files under the root, sorted by path so a
+// resumed sync can skip what it already handled.
+func scan(ctx context.Context, cfg *Config) ([]entry, error) {
+	info, err := os.Stat(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("root: %w", err)
+	}
+	if !info.IsDir() {
+		return nil, fmt.Errorf("root %s is not a directory", cfg.Root)
+	}
+	var out []entry
+	err = filepath.WalkDir(cfg.Root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == cfg.Root {
+				return err
+			}
+			return nil // unreadable subtree: skip it, the rest still syncs
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(cfg.Root, p)
+		if err != nil {
+			return nil
+		}
+		rel = filepath.ToSlash(rel)
+		if !matches(cfg, rel) {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil // vanished since the directory was read
+		}
+		out = append(out, entry{
+			rel:   rel,
+			abs:   p,
+			state: FileState{Size: fi.Size(), MtimeNS: fi.ModTime().UnixNano()},
+			mod:   fi.ModTime(),
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan %s: %w", cfg.Root, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].rel < out[j].rel })
+	return out, nil
+}
+
+func matches(cfg *Config, rel string) bool {
+	if len(cfg.Include) > 0 {
+		ok := false
+		for _, p := range cfg.Include {
+			if doublestar.MatchUnvalidated(p, rel) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	for _, p := range cfg.Exclude {
+		if doublestar.MatchUnvalidated(p, rel) {
+			return false
+		}
+	}
+	return true
+}
+
+func detectType(name string, data []byte) string {
+	if t := mime.TypeByExtension(path.Ext(name)); t != "" {
+		return t
+	}
+	switch strings.ToLower(path.Ext(name)) {
+	case ".md", ".markdown":
+		return "text/markdown; charset=utf-8"
+	case ".yaml", ".yml":
+		return "application/yaml"
+	}
+	return http.DetectContentType(data)
+}
+
+func isText(mimeType string, data []byte) bool {
+	base, _, _ := strings.Cut(mimeType, ";")
+	base = strings.TrimSpace(base)
+	switch {
+	case strings.HasPrefix(base, "text/"),
+		base == "application/json", base == "application/xml",
+		base == "application/yaml", base == "application/javascript",
+		strings.HasSuffix(base, "+json"), strings.HasSuffix(base, "+xml"):
+		return utf8.Valid(data)
+	}
+	return false
+}
+
+func isCtx(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
+}

@@ -1,0 +1,73 @@
+// Package connector is Tributary's connector SDK: everything needed to teach
+// Tributary to read a new kind of source, in Go.
+//
+// # A connector in five minutes
+//
+// A connector is a type with two methods. Manifest says what it is; Sync
+// reads the source and reports what it finds:
+//
+//	type Notes struct{}
+//
+//	func (Notes) Manifest() connector.Manifest {
+//		return connector.Manifest{
+//			Name:      "notes",
+//			Version:   "1.0.0",
+//			SyncModes: []connector.SyncMode{connector.Full, connector.Incremental},
+//			ConfigSchema: json.RawMessage(`{
+//				"type": "object",
+//				"properties": {"url": {"type": "string", "format": "uri"}},
+//				"required": ["url"],
+//				"additionalProperties": false
+//			}`),
+//		}
+//	}
+//
+//	func (Notes) Sync(ctx context.Context, req *connector.SyncRequest, sc connector.SyncContext) error {
+//		var cfg struct{ URL string `json:"url"` }
+//		if err := req.DecodeConfig(&cfg); err != nil {
+//			return err
+//		}
+//		var since struct{ Cursor string `json:"cursor"` }
+//		if _, err := req.DecodeCheckpoint(&since); err != nil {
+//			return err
+//		}
+//		for _, n := range fetchNotes(ctx, cfg.URL, since.Cursor) {
+//			sc.IncrementScanned(1)
+//			id, err := sc.Content().Save(ctx, n.Body, "text/markdown")
+//			if err != nil {
+//				return err
+//			}
+//			if err := sc.Emit(ctx, connector.Document{
+//				ExternalID: n.ID, Title: n.Title, ContentID: id,
+//				Metadata: connector.Metadata{URL: n.URL, UpdatedAt: &n.Updated},
+//			}); err != nil {
+//				return err
+//			}
+//		}
+//		return sc.Complete(ctx, map[string]string{"cursor": nextCursor})
+//	}
+//
+// Register it with a worker (see cmd/worker for how the built-in connectors
+// are hosted) and every source whose "connector" is "notes" syncs through it.
+//
+// # The contract
+//
+//   - Config arrives already valid against ConfigSchema: the manager rejects
+//     sources whose config fails it, with one error per violation.
+//   - Emit, EmitUpdated, EmitDeleted and EmitError publish asynchronously.
+//     SaveCheckpoint and Complete wait until every earlier event is stored in
+//     JetStream, so a checkpoint never covers a document that could be lost.
+//     Checkpoint often (every few hundred documents) in long syncs: a run
+//     that is interrupted resumes from its last checkpoint, on any worker,
+//     with SyncRequest.Resumed set.
+//   - Cancellation arrives through ctx. Return promptly when it is done.
+//   - Returning an error, calling Fail, or panicking fails the run with that
+//     message. Returning nil completes it.
+//   - When the worker shuts down, SaveCheckpoint returns ErrStopRequested
+//     after storing the checkpoint: return, and another worker resumes.
+//   - Sync may be called concurrently for different sources: keep per-sync
+//     state local to Sync.
+//
+// Connectors in other languages speak the same protocol over NATS; see
+// docs/protocol.md.
+package connector
