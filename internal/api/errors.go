@@ -89,9 +89,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) 
 		return true
 	}
 	var (
-		syn  *json.SyntaxError
-		typ  *json.UnmarshalTypeError
-		mbe  *http.MaxBytesError
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+		mbe *http.MaxBytesError
 	)
 	switch {
 	case errors.Is(err, errEOF) && allowEmpty:

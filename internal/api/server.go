@@ -208,14 +208,14 @@ func sourceView(s *state.Source) Source {
 
 // Run is a run as the API shows it.
 type Run struct {
-	ID              string          `json:"id"`
-	SourceID        string          `json:"source_id"`
-	Connector       string          `json:"connector"`
-	Mode            events.SyncMode `json:"mode"`
-	Status          state.RunStatus `json:"status"`
-	Trigger         string          `json:"trigger"`
-	Attempt         int             `json:"attempt"`
-	WorkerID        string          `json:"worker_id,omitempty"`
+	ID        string          `json:"id"`
+	SourceID  string          `json:"source_id"`
+	Connector string          `json:"connector"`
+	Mode      events.SyncMode `json:"mode"`
+	Status    state.RunStatus `json:"status"`
+	Trigger   string          `json:"trigger"`
+	Attempt   int             `json:"attempt"`
+	WorkerID  string          `json:"worker_id,omitempty"`
 	state.Counters
 	Error           string     `json:"error,omitempty"`
 	CancelRequested bool       `json:"cancel_requested"`

@@ -1,0 +1,187 @@
+// Command manager runs the Tributary control plane: the HTTP API, the event
+// applier and, by default, an embedded NATS server and an in-process worker.
+//
+//	go run ./cmd/manager                      # everything in one process
+//	go run ./cmd/manager --nats-url nats://…  # against an external NATS
+//
+// Every flag also reads an environment variable: --http-addr reads
+// TRIBUTARY_HTTP_ADDR, and so on. Run with -h for the list.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/tributary-sync/tributary/internal/api"
+	"github.com/tributary-sync/tributary/internal/bus"
+	"github.com/tributary-sync/tributary/internal/cli"
+	"github.com/tributary-sync/tributary/internal/connectors/builtin"
+	"github.com/tributary-sync/tributary/internal/manager"
+	"github.com/tributary-sync/tributary/internal/version"
+	"github.com/tributary-sync/tributary/internal/worker"
+)
+
+type options struct {
+	dataDir          string
+	httpAddr         string
+	natsURL          string
+	natsListen       string
+	worker           bool
+	concurrency      int
+	replicas         int
+	heartbeatTimeout time.Duration
+	syncAlways       bool
+	shutdownGrace    time.Duration
+	logFormat        string
+	logLevel         string
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "manager:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	var o options
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.StringVar(&o.dataDir, "data-dir", "./data", "directory of the embedded NATS server's JetStream store")
+	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8420", "address of the HTTP API")
+	fs.StringVar(&o.natsURL, "nats-url", "", "URL of an external NATS server; empty embeds one")
+	fs.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded NATS server, for worker processes; empty takes in-process connections only")
+	fs.BoolVar(&o.worker, "worker", true, "run a worker hosting the built-in connectors in this process")
+	fs.IntVar(&o.concurrency, "concurrency", 4, "concurrent syncs of the in-process worker")
+	fs.IntVar(&o.replicas, "replicas", 1, "replication of every stream and bucket (1, 3 or 5)")
+	fs.DurationVar(&o.heartbeatTimeout, "heartbeat-timeout", 10*time.Second, "how long a silent worker keeps a sync before another worker takes it (at least 2s)")
+	fs.BoolVar(&o.syncAlways, "sync-always", false, "embedded server: fsync every JetStream write before acknowledging it (see docs/reliability.md)")
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 10*time.Second, "how long shutdown waits for running syncs to hand off")
+	fs.StringVar(&o.logFormat, "log-format", "console", "log format: console or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	if err := cli.Parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	log, _, err := cli.NewLogger(o.logFormat, o.logLevel)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	// Fail fast on a taken HTTP port, before anything else starts.
+	ln, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		return fmt.Errorf("--http-addr: %w", err)
+	}
+	defer func() { _ = ln.Close() }()
+
+	var ns *server.Server
+	connect := func(name string) (*nats.Conn, error) {
+		opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+		if ns != nil {
+			return nats.Connect("", append(opts, nats.InProcessServer(ns))...)
+		}
+		return nats.Connect(o.natsURL, opts...)
+	}
+	if o.natsURL == "" {
+		dir, err := filepath.Abs(o.dataDir)
+		if err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
+		ns, err = bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: dir, Listen: o.natsListen, SyncAlways: o.syncAlways, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}()
+		where := "in-process only"
+		if o.natsListen != "" {
+			where = ns.ClientURL()
+		}
+		log.Info("embedded NATS started", zap.String("store_dir", dir), zap.String("clients", where), zap.Bool("sync_always", o.syncAlways))
+	}
+
+	nc, err := connect("tributary-manager")
+	if err != nil {
+		return fmt.Errorf("connect to NATS: %w", err)
+	}
+	defer nc.Close()
+
+	m, err := manager.New(nc, manager.Config{Replicas: o.replicas, HeartbeatTimeout: o.heartbeatTimeout, Logger: log})
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := m.Start(startCtx); err != nil {
+		return err
+	}
+
+	var w *worker.Worker
+	if o.worker {
+		wnc, err := connect("tributary-worker")
+		if err != nil {
+			return fmt.Errorf("connect worker to NATS: %w", err)
+		}
+		defer wnc.Close()
+		w, err = worker.New(wnc, worker.Config{
+			Connectors: builtin.All(), Concurrency: o.concurrency,
+			HeartbeatTimeout: o.heartbeatTimeout, Logger: log,
+		})
+		if err != nil {
+			return err
+		}
+		if err := w.Start(startCtx); err != nil {
+			return err
+		}
+	}
+
+	srv := &http.Server{Handler: api.New(m, log), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("Tributary manager ready", zap.String("version", version.Version),
+		zap.String("http", "http://"+ln.Addr().String()), zap.Bool("worker", o.worker))
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-errc:
+		return fmt.Errorf("http: %w", err)
+	}
+	stop()
+	shCtx, cancelSh := context.WithTimeout(context.Background(), o.shutdownGrace)
+	defer cancelSh()
+	_ = srv.Shutdown(shCtx)
+	if w != nil {
+		if err := w.Stop(shCtx); err != nil {
+			log.Warn("worker stop", zap.Error(err))
+		}
+	}
+	if err := m.Stop(shCtx); err != nil {
+		log.Warn("manager stop", zap.Error(err))
+	}
+	return nil
+}
