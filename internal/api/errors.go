@@ -81,8 +81,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) 
 		err = errors.New("unexpected data after the JSON object")
 	} else if err == nil {
 		var extra json.RawMessage
-		if dec.Decode(&extra) == nil {
+		if e := dec.Decode(&extra); e == nil {
 			err = errors.New("unexpected data after the JSON object")
+		} else if errors.As(e, new(*http.MaxBytesError)) {
+			err = e // only whitespace follows, but too much of it
 		}
 	}
 	if err == nil {
