@@ -3,11 +3,8 @@ package api
 import (
 	"encoding/json"
 	"net/http"
-	"sort"
-	"time"
 
 	"github.com/tributary-sync/tributary/internal/manager"
-	"github.com/tributary-sync/tributary/pkg/connector"
 	"github.com/tributary-sync/tributary/pkg/events"
 	"github.com/tributary-sync/tributary/pkg/state"
 )
@@ -169,64 +166,20 @@ func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, runView(run))
 }
 
-// Connector is a registered connector type.
-type Connector struct {
-	connector.Manifest
-	// Workers counts the live workers hosting it.
-	Workers      int       `json:"workers"`
-	RegisteredAt time.Time `json:"registered_at"`
-}
-
 func (s *Server) listConnectors(w http.ResponseWriter, r *http.Request) {
-	conns, err := s.m.Store().Connectors.List(r.Context())
+	conns, err := s.m.ListConnectors(r.Context())
 	if err != nil {
-		s.writeError(w, r, wrapUnavailable(err))
+		s.writeError(w, r, err)
 		return
 	}
-	workers, err := s.m.Store().Workers.List(r.Context())
-	if err != nil {
-		s.writeError(w, r, wrapUnavailable(err))
-		return
-	}
-	hosted := map[string]int{}
-	for _, wk := range workers {
-		for _, c := range wk.Value.Connectors {
-			hosted[c]++
-		}
-	}
-	out := make([]Connector, 0, len(conns))
-	for _, e := range conns {
-		var man connector.Manifest
-		if err := json.Unmarshal(e.Value.Manifest, &man); err != nil {
-			continue
-		}
-		out = append(out, Connector{Manifest: man, Workers: hosted[man.Name], RegisteredAt: e.Value.RegisteredAt})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	writeJSON(w, http.StatusOK, map[string]any{"items": out, "total": len(out)})
+	writeJSON(w, http.StatusOK, map[string]any{"items": conns, "total": len(conns)})
 }
 
 func (s *Server) listWorkers(w http.ResponseWriter, r *http.Request) {
-	workers, err := s.m.Store().Workers.List(r.Context())
+	workers, err := s.m.ListWorkers(r.Context())
 	if err != nil {
-		s.writeError(w, r, wrapUnavailable(err))
+		s.writeError(w, r, err)
 		return
 	}
-	out := make([]*state.Worker, 0, len(workers))
-	for _, e := range workers {
-		out = append(out, e.Value)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	writeJSON(w, http.StatusOK, map[string]any{"items": out, "total": len(out)})
-}
-
-func wrapUnavailable(err error) error {
-	return &unavailableErr{err}
-}
-
-type unavailableErr struct{ err error }
-
-func (e *unavailableErr) Error() string { return e.err.Error() }
-func (e *unavailableErr) Is(target error) bool {
-	return target == manager.ErrUnavailable
+	writeJSON(w, http.StatusOK, map[string]any{"items": workers, "total": len(workers)})
 }
