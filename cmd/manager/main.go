@@ -38,6 +38,7 @@ type options struct {
 	dataDir          string
 	httpAddr         string
 	natsURL          string
+	natsCreds        string
 	natsListen       string
 	worker           bool
 	concurrency      int
@@ -62,6 +63,7 @@ func run(args []string) error {
 	fs.StringVar(&o.dataDir, "data-dir", "./data", "directory of the embedded NATS server's JetStream store")
 	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8420", "address of the HTTP API")
 	fs.StringVar(&o.natsURL, "nats-url", "", "URL of an external NATS server; empty embeds one")
+	fs.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file for --nats-url (see deploy/README.md)")
 	fs.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded NATS server, for worker processes; empty takes in-process connections only")
 	fs.BoolVar(&o.worker, "worker", true, "run a worker hosting the built-in connectors in this process")
 	fs.IntVar(&o.concurrency, "concurrency", 4, "concurrent syncs of the in-process worker")
@@ -87,7 +89,7 @@ func run(args []string) error {
 	defer stop()
 
 	// Fail fast on a taken HTTP port, before anything else starts.
-	ln, err := net.Listen("tcp", o.httpAddr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", o.httpAddr)
 	if err != nil {
 		return fmt.Errorf("--http-addr: %w", err)
 	}
@@ -98,6 +100,9 @@ func run(args []string) error {
 		opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
 		if ns != nil {
 			return nats.Connect("", append(opts, nats.InProcessServer(ns))...)
+		}
+		if o.natsCreds != "" {
+			opts = append(opts, nats.UserCredentials(o.natsCreds))
 		}
 		return nats.Connect(o.natsURL, opts...)
 	}

@@ -3,6 +3,7 @@ package manager
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -65,8 +66,8 @@ func validateJSON(sch *jsonschema.Schema, doc []byte, prefix ...any) []Detail {
 	if err == nil {
 		return nil
 	}
-	verr, ok := err.(*jsonschema.ValidationError)
-	if !ok {
+	var verr *jsonschema.ValidationError
+	if !errors.As(err, &verr) {
 		return []Detail{{Loc: prefix, Msg: err.Error(), Type: "value_error"}}
 	}
 	var out []Detail

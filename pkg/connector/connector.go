@@ -10,13 +10,17 @@ import (
 	"github.com/tributary-sync/tributary/pkg/events"
 )
 
-// Document, Metadata and Permissions are the wire types of pkg/events, named
-// here so a connector needs only this package.
+// The wire types of pkg/events, named here so a connector needs only this
+// package.
 type (
-	Document    = events.Document
-	Metadata    = events.Metadata
+	// Document is what a connector emits: one item of its source.
+	Document = events.Document
+	// Metadata describes a document (author, times, MIME type, size, URL, path).
+	Metadata = events.Metadata
+	// Permissions lists who may see a document.
 	Permissions = events.Permissions
-	SyncMode    = events.SyncMode
+	// SyncMode is full or incremental.
+	SyncMode = events.SyncMode
 )
 
 // The sync modes a connector can declare.

@@ -356,7 +356,7 @@ func Decode(b []byte) (*Envelope, error) {
 	}
 	var e Envelope
 	if err := json.Unmarshal(b, &e); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if err := e.validateHeader(); err != nil {
 		return nil, err
@@ -369,7 +369,7 @@ func Decode(b []byte) (*Envelope, error) {
 		return nil, &FieldError{Field: "data", Msg: "is required"}
 	}
 	if err := json.Unmarshal(e.Data, p); err != nil {
-		return nil, fmt.Errorf("%w: data: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: data: %w", ErrInvalid, err)
 	}
 	if v, ok := p.(validator); ok {
 		if err := v.validate(); err != nil {

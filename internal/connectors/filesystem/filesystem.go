@@ -287,7 +287,7 @@ func scan(ctx context.Context, cfg *Config) ([]entry, error) {
 		}
 		rel, err := filepath.Rel(cfg.Root, p)
 		if err != nil {
-			return nil
+			return nil //nolint:nilerr // cannot happen under Root; skip rather than fail the sync
 		}
 		rel = filepath.ToSlash(rel)
 		if !matches(cfg, rel) {
@@ -295,7 +295,7 @@ func scan(ctx context.Context, cfg *Config) ([]entry, error) {
 		}
 		fi, err := d.Info()
 		if err != nil {
-			return nil // vanished since the directory was read
+			return nil //nolint:nilerr // vanished since the directory was read
 		}
 		out = append(out, entry{
 			rel:   rel,
