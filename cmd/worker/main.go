@@ -40,6 +40,8 @@ func run(args []string) error {
 	id := fs.String("id", "", "worker id; default <hostname>-<ULID>")
 	concurrency := fs.Int("concurrency", 4, "syncs run at once")
 	heartbeat := fs.Duration("heartbeat-timeout", 10*time.Second, "how long a silent worker keeps a sync before another worker takes it (at least 2s)")
+	maxAttempts := fs.Int("max-attempts", 5, "attempts of one run whose workers keep dying before the run fails")
+	retryBackoff := fs.Duration("retry-backoff", 2*time.Second, "delay before a run's third attempt, doubling for each further one (up to 1m)")
 	grace := fs.Duration("shutdown-grace", 10*time.Second, "how long shutdown waits for running syncs to hand off")
 	logFormat := fs.String("log-format", "console", "log format: console or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -70,7 +72,7 @@ func run(args []string) error {
 
 	w, err := worker.New(nc, worker.Config{
 		ID: *id, Connectors: builtin.All(), Concurrency: *concurrency,
-		HeartbeatTimeout: *heartbeat, Logger: log,
+		HeartbeatTimeout: *heartbeat, MaxAttempts: *maxAttempts, RetryBackoff: *retryBackoff, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -78,9 +78,19 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 		_ = msg.Ack()
 		return
 	}
-	// Attempts are counted from the run record (attempts that started), not
-	// from deliveries: a hand-off or a wait for a lease is not an attempt.
-	attempt := run.Attempt + 1
+	// Attempts are counted from the run.started events in the stream
+	// (attempts that started), not from deliveries: a hand-off or a wait for
+	// a lease is not an attempt. The stream is read rather than only the run
+	// record so that counting holds while the manager is down.
+	var prevAttempts int
+	if last, err := w.lastRunEvent(bg, env.SourceID, env.RunID, events.TypeRunStarted); err != nil {
+		retry("read last attempt", err)
+		return
+	} else if last != nil {
+		prevAttempts = last.Attempt
+	}
+	prevAttempts = max(prevAttempts, run.Attempt)
+	attempt := prevAttempts + 1
 	log = log.With(zap.Int("attempt", attempt))
 	pub := newPublisher(w.js, env.SourceID, env.RunID, attempt, w.cfg.MaxPendingEvents)
 
@@ -103,8 +113,11 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 		_ = msg.NakWithDelay(wait)
 		return
 	}
-	if run.Status == state.RunRunning && run.Attempt >= w.cfg.MaxAttempts {
-		reason := fmt.Sprintf("gave up after %d attempts: each attempt's worker stopped before finishing (the last was %s)", run.Attempt, run.WorkerID)
+	if prevAttempts >= w.cfg.MaxAttempts {
+		reason := fmt.Sprintf("gave up after %d attempts: each attempt's worker stopped before finishing", prevAttempts)
+		if run.WorkerID != "" {
+			reason += " (the last seen was " + run.WorkerID + ")"
+		}
 		w.finish(log, msg, pub, lease, &events.RunFailed{Error: reason})
 		return
 	}
@@ -119,15 +132,28 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 		SourceID: env.SourceID, RunID: env.RunID, Mode: req.Mode,
 		Config: req.Config, Credentials: req.Credentials, Attempt: attempt,
 	}
-	cp, _, err := w.store.Checkpoints.Get(bg, env.SourceID)
-	switch {
-	case err == nil:
-		sreq.Checkpoint = cp.Checkpoint
-		sreq.Resumed = cp.RunID == env.RunID && !cp.Final
-	case !errors.Is(err, state.ErrNotFound):
+	// Resume from this run's last checkpoint in the stream: it is durable
+	// and never covers an event that is not, and it does not wait for the
+	// manager to have applied it. A run without one starts from the source's
+	// stored checkpoint (the previous run's final one, for incremental syncs).
+	if last, err := w.lastRunEvent(bg, env.SourceID, env.RunID, events.TypeCheckpoint); err != nil {
 		w.releaseLease(lease)
-		retry("read checkpoint", err)
+		retry("read last checkpoint", err)
 		return
+	} else if p, ok := payloadOf[*events.Checkpoint](last); ok {
+		sreq.Checkpoint = p.Checkpoint
+		sreq.Resumed = true
+	} else {
+		cp, _, err := w.store.Checkpoints.Get(bg, env.SourceID)
+		switch {
+		case err == nil:
+			sreq.Checkpoint = cp.Checkpoint
+			sreq.Resumed = cp.RunID == env.RunID && !cp.Final
+		case !errors.Is(err, state.ErrNotFound):
+			w.releaseLease(lease)
+			retry("read checkpoint", err)
+			return
+		}
 	}
 	if err := pub.sync(bg, &events.RunStarted{
 		WorkerID: w.cfg.ID, Connector: req.Connector, Mode: req.Mode, Resumed: sreq.Resumed,
@@ -288,4 +314,32 @@ func (w *Worker) beat(runCtx context.Context, msg jetstream.Msg, pub *publisher,
 		}
 	}()
 	return func() { close(done); <-stopped }
+}
+
+// lastRunEvent returns the run's last event of type t in the events stream,
+// or nil when it has none (or only an undecodable one).
+func (w *Worker) lastRunEvent(ctx context.Context, sourceID, runID string, t events.Type) (*events.Envelope, error) {
+	raw, err := w.events.GetLastMsgForSubject(ctx, events.EventSubject(sourceID, runID, t))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read last %s of run %s: %w", t, runID, err)
+	}
+	env, err := events.Decode(raw.Data)
+	if err != nil {
+		w.log.Warn("ignoring undecodable event", zap.String("subject", raw.Subject), zap.Uint64("stream_seq", raw.Sequence), zap.Error(err))
+		return nil, nil
+	}
+	return env, nil
+}
+
+// payloadOf returns env's payload as a P, if env is not nil and holds one.
+func payloadOf[P any](env *events.Envelope) (P, bool) {
+	var zero P
+	if env == nil {
+		return zero, false
+	}
+	p, ok := env.Payload().(P)
+	return p, ok
 }

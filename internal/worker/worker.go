@@ -129,6 +129,9 @@ type Worker struct {
 	log   *zap.Logger
 	store *state.Store
 	obs   jetstream.ObjectStore
+	// events is the events stream, read for a run's last attempt and
+	// checkpoint: the stream, not the manager's view of it, is the truth.
+	events jetstream.Stream
 
 	slots chan struct{}
 
@@ -235,12 +238,16 @@ func (w *Worker) bind(ctx context.Context) error {
 		store, err := state.Bind(ctx, w.js)
 		if err == nil {
 			var obs jetstream.ObjectStore
+			var evs jetstream.Stream
 			obs, err = w.js.ObjectStore(ctx, events.BucketContent)
+			if err == nil {
+				evs, err = w.js.Stream(ctx, events.StreamEvents)
+			}
 			if err == nil {
 				var ttl time.Duration
 				ttl, err = store.Leases.TTL(ctx)
 				if err == nil {
-					w.store, w.obs = store, obs
+					w.store, w.obs, w.events = store, obs, evs
 					// Refresh well inside whichever is shorter: our own
 					// heartbeat timeout or the TTL the manager gave leases.
 					w.leaseTTL = w.cfg.HeartbeatTimeout
