@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -289,9 +290,15 @@ func New(sourceID, runID string, payload any) (*Envelope, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: unsupported payload %T", ErrInvalid, payload)
 	}
-	data, err := json.Marshal(payload)
+	data, err := marshal(payload)
 	if err != nil {
 		return nil, fmt.Errorf("events: encode %s payload: %w", t, err)
+	}
+	if bytes.Equal(data, []byte("null")) {
+		return nil, fmt.Errorf("%w: nil %T payload", ErrInvalid, payload)
+	}
+	if len(data) > MaxEventSize {
+		return nil, fmt.Errorf("%w: %s payload of %d bytes is over the %d byte event limit", ErrInvalid, t, len(data), MaxEventSize)
 	}
 	e := &Envelope{
 		ID:       ulid.Make().String(),
@@ -318,13 +325,29 @@ func New(sourceID, runID string, payload any) (*Envelope, error) {
 	return e, nil
 }
 
-// Encode returns the envelope's JSON.
+// Encode returns the envelope's JSON. An envelope over MaxEventSize is an
+// error wrapping ErrInvalid: no consumer would accept it.
 func (e *Envelope) Encode() ([]byte, error) {
-	b, err := json.Marshal(e)
+	b, err := marshal(e)
 	if err != nil {
 		return nil, fmt.Errorf("events: encode %s: %w", e.Type, err)
 	}
+	if len(b) > MaxEventSize {
+		return nil, fmt.Errorf("%w: %s event of %d bytes is over the %d byte limit", ErrInvalid, e.Type, len(b), MaxEventSize)
+	}
 	return b, nil
+}
+
+// marshal is json.Marshal without HTML escaping, which would inflate '<',
+// '>' and '&' sixfold for no reader's benefit.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // Subject is the subject the envelope is published on.
@@ -381,8 +404,10 @@ func Decode(b []byte) (*Envelope, error) {
 }
 
 func (e *Envelope) validateHeader() error {
-	if _, err := ulid.ParseStrict(e.ID); err != nil {
-		return &FieldError{Field: "id", Msg: "must be a ULID"}
+	if _, err := ulid.ParseStrict(e.ID); err != nil || strings.ToUpper(e.ID) != e.ID {
+		// Upper case only: the id is the Nats-Msg-Id, and two spellings of
+		// one ULID would defeat de-duplication.
+		return &FieldError{Field: "id", Msg: "must be a ULID in upper case"}
 	}
 	if e.Type == "" {
 		return &FieldError{Field: "type", Msg: "is required"}
