@@ -81,8 +81,12 @@ func (t *Table[T]) Put(ctx context.Context, key string, v *T) (uint64, error) {
 	return rev, nil
 }
 
-// Update stores v at key only if the record is still at revision rev.
+// Update stores v at key only if the record is still at revision rev. A
+// zero rev is a conflict: use Create for a record that does not exist.
 func (t *Table[T]) Update(ctx context.Context, key string, v *T, rev uint64) (uint64, error) {
+	if rev == 0 {
+		return 0, fmt.Errorf("%s %q: update without a revision: %w", t.name, key, ErrConflict)
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return 0, fmt.Errorf("%s %q: encode: %w", t.name, key, err)
@@ -128,7 +132,8 @@ func (t *Table[T]) Mutate(ctx context.Context, key string, fn func(v *T) error) 
 }
 
 // Delete removes the record at key; with rev > 0 only if it is still at that
-// revision. Deleting a missing record is not an error.
+// revision (else ErrConflict). Deleting a missing record with rev 0 is not
+// an error.
 func (t *Table[T]) Delete(ctx context.Context, key string, rev uint64) error {
 	var opts []jetstream.KVDeleteOpt
 	if rev > 0 {
@@ -137,9 +142,6 @@ func (t *Table[T]) Delete(ctx context.Context, key string, rev uint64) error {
 	if err := t.kv.Delete(ctx, key, opts...); err != nil {
 		if isConflict(err) {
 			return fmt.Errorf("%s %q: %w", t.name, key, ErrConflict)
-		}
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return nil
 		}
 		return fmt.Errorf("%s delete %q: %w", t.name, key, err)
 	}
@@ -168,7 +170,9 @@ func (t *Table[T]) List(ctx context.Context) ([]Entry[T], error) {
 			return nil, fmt.Errorf("%s list: %w", t.name, ctx.Err())
 		case e, ok := <-w.Updates():
 			if !ok {
-				return out, nil
+				// Closed before the end of the initial values: a partial
+				// list must not pass for a whole one.
+				return nil, fmt.Errorf("%s list: watcher closed before the initial values were read", t.name)
 			}
 			if e == nil { // end of the initial values
 				return out, nil

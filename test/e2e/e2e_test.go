@@ -9,8 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tributary-sync/tributary/test/harness"
 )
 
 // TestFolderSync syncs a folder of 1,000 files, then changes 10 and deletes 3
@@ -26,14 +29,14 @@ func TestFolderSync(t *testing.T) {
 		}
 		writeFile(t, filepath.Join(dir, fmt.Sprintf("file-%04d.txt", i)), fmt.Sprintf("document %d\n", i))
 	}
-	src := s.createSource("folder", "filesystem", map[string]any{"root": root})
+	src := s.CreateSource("folder", "filesystem", map[string]any{"root": root})
 
 	began := time.Now()
-	r := s.sync(src.ID, nil)
+	r := s.Sync(src.ID, nil)
 	if r.Status != "queued" || r.Mode != "full" {
 		t.Fatalf("new run: %+v", r)
 	}
-	r = s.waitStatus(r.ID, "completed", time.Minute)
+	r = s.WaitStatus(r.ID, "completed", time.Minute)
 	took := time.Since(began)
 	if r.Emitted != files || r.Scanned != files || r.Updated != 0 || r.Deleted != 0 || r.Errors != 0 {
 		t.Fatalf("full run counters: %+v", r)
@@ -54,27 +57,27 @@ func TestFolderSync(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r = s.sync(src.ID, map[string]any{"mode": "incremental"})
+	r = s.Sync(src.ID, map[string]any{"mode": "incremental"})
 	if r.Mode != "incremental" {
 		t.Fatalf("mode %s, want incremental", r.Mode)
 	}
-	r = s.waitStatus(r.ID, "completed", time.Minute)
+	r = s.WaitStatus(r.ID, "completed", time.Minute)
 	if r.Updated != 10 || r.Deleted != 3 || r.Emitted != 0 || r.Errors != 0 {
 		t.Fatalf("incremental run counters: want 10 updated, 3 deleted: %+v", r)
 	}
 
 	// Without a mode, a source with a checkpoint syncs incrementally: nothing
 	// changed, so nothing is reported.
-	r = s.waitStatus(s.sync(src.ID, nil).ID, "completed", time.Minute)
+	r = s.WaitStatus(s.Sync(src.ID, nil).ID, "completed", time.Minute)
 	if r.Mode != "incremental" || r.Updated+r.Emitted+r.Deleted != 0 {
 		t.Fatalf("idle incremental run: %+v", r)
 	}
 
 	var runs struct {
-		Items []run `json:"items"`
-		Total int   `json:"total"`
+		Items []harness.Run `json:"items"`
+		Total int           `json:"total"`
 	}
-	s.must(http.StatusOK, "GET", "/v1/runs?source_id="+src.ID+"&status=completed", nil, &runs)
+	s.Must(http.StatusOK, "GET", "/v1/runs?source_id="+src.ID+"&status=completed", nil, &runs)
 	if runs.Total != 3 || runs.Items[0].ID != r.ID {
 		t.Fatalf("run list: %+v", runs)
 	}
@@ -85,12 +88,12 @@ func TestFolderSync(t *testing.T) {
 func TestCancelOnSeparateWorker(t *testing.T) {
 	s := startManager(t, "--worker=false")
 	w := s.startWorker("--concurrency", "2")
-	src := s.createSource("slow", "synthetic", map[string]any{"count": 1000000, "pace": "1ms"})
-	r := s.sync(src.ID, nil)
-	r = s.waitRun(r.ID, 30*time.Second, "running with progress", func(r run) bool {
+	src := s.CreateSource("slow", "synthetic", map[string]any{"count": 1000000, "pace": "1ms"})
+	r := s.Sync(src.ID, nil)
+	r = s.WaitRun(r.ID, 30*time.Second, "running with progress", func(r harness.Run) bool {
 		return r.Status == "running" && r.Scanned > 0
 	})
-	workerID := w.waitLog("Tributary worker ready", time.Second)["worker_id"]
+	workerID := w.WaitLog("Tributary worker ready", time.Second)["worker_id"]
 	if r.WorkerID != workerID {
 		t.Fatalf("run on %q, want the separate worker %q", r.WorkerID, workerID)
 	}
@@ -100,14 +103,14 @@ func TestCancelOnSeparateWorker(t *testing.T) {
 		Code  string `json:"code"`
 		RunID string `json:"run_id"`
 	}
-	s.must(http.StatusConflict, "POST", "/v1/sources/"+src.ID+"/sync", nil, &conflict)
+	s.Must(http.StatusConflict, "POST", "/v1/sources/"+src.ID+"/sync", nil, &conflict)
 	if conflict.Code != "run_active" || conflict.RunID != r.ID {
 		t.Fatalf("conflict body: %+v", conflict)
 	}
 
 	began := time.Now()
-	s.must(http.StatusAccepted, "POST", "/v1/runs/"+r.ID+"/cancel", nil, nil)
-	r = s.waitStatus(r.ID, "cancelled", 5*time.Second)
+	s.Must(http.StatusAccepted, "POST", "/v1/runs/"+r.ID+"/cancel", nil, nil)
+	r = s.WaitStatus(r.ID, "cancelled", 5*time.Second)
 	took := time.Since(began)
 	t.Logf("cancel: %s from POST to run cancelled", took.Round(time.Millisecond))
 	if took > time.Second {
@@ -118,9 +121,9 @@ func TestCancelOnSeparateWorker(t *testing.T) {
 	}
 
 	// The source is free again.
-	r = s.sync(src.ID, map[string]any{"mode": "full"})
-	s.must(http.StatusAccepted, "POST", "/v1/sources/"+src.ID+"/cancel", nil, nil)
-	s.waitStatus(r.ID, "cancelled", 5*time.Second)
+	r = s.Sync(src.ID, map[string]any{"mode": "full"})
+	s.Must(http.StatusAccepted, "POST", "/v1/sources/"+src.ID+"/cancel", nil, nil)
+	s.WaitStatus(r.ID, "cancelled", 5*time.Second)
 }
 
 // TestQueuedCancelNeverStarts cancels a run no worker has picked up yet, then
@@ -130,13 +133,13 @@ func TestQueuedCancelNeverStarts(t *testing.T) {
 	// The connector is known only once a worker registered it: register it
 	// with one worker, then stop that worker.
 	w := s.startWorker()
-	src := s.createSource("never", "synthetic", map[string]any{"count": 10})
-	w.stop(15)
-	w.waitLog("worker stopped", 10*time.Second)
+	src := s.CreateSource("never", "synthetic", map[string]any{"count": 10})
+	w.Stop(syscall.SIGTERM, 20*time.Second)
+	w.WaitLog("worker stopped", 10*time.Second)
 
-	queued := s.sync(src.ID, nil)
-	s.must(http.StatusAccepted, "POST", "/v1/runs/"+queued.ID+"/cancel", nil, nil)
-	r := s.waitStatus(queued.ID, "cancelled", 5*time.Second)
+	queued := s.Sync(src.ID, nil)
+	s.Must(http.StatusAccepted, "POST", "/v1/runs/"+queued.ID+"/cancel", nil, nil)
+	r := s.WaitStatus(queued.ID, "cancelled", 5*time.Second)
 	if r.StartedAt != "" || r.Attempt != 0 {
 		t.Fatalf("cancelled queued run started: %+v", r)
 	}
@@ -144,11 +147,11 @@ func TestQueuedCancelNeverStarts(t *testing.T) {
 	// A new worker drains the queue: a later run of the same source completes,
 	// and the cancelled one still never started.
 	s.startWorker()
-	next := s.waitStatus(s.sync(src.ID, nil).ID, "completed", 30*time.Second)
+	next := s.WaitStatus(s.Sync(src.ID, nil).ID, "completed", 30*time.Second)
 	if next.Emitted != 10 {
 		t.Fatalf("next run: %+v", next)
 	}
-	if r := s.run(queued.ID); r.Status != "cancelled" || r.StartedAt != "" || r.Attempt != 0 {
+	if r := s.Run(queued.ID); r.Status != "cancelled" || r.StartedAt != "" || r.Attempt != 0 {
 		t.Fatalf("cancelled run changed: %+v", r)
 	}
 }
@@ -157,7 +160,7 @@ func TestQueuedCancelNeverStarts(t *testing.T) {
 // status and shape, and that nothing changed.
 func TestBadInput(t *testing.T) {
 	s := startManager(t)
-	src := s.createSource("good", "synthetic", map[string]any{"count": 1})
+	src := s.CreateSource("good", "synthetic", map[string]any{"count": 1})
 	id := src.ID
 	cases := []struct {
 		method, path, body string
@@ -208,8 +211,8 @@ func TestBadInput(t *testing.T) {
 				} `json:"detail"`
 			}
 			s := *s
-			s.t = t
-			if got := s.do(tc.method, tc.path, tc.body, &body); got != tc.status {
+			s.T = t
+			if got := s.Do(tc.method, tc.path, tc.body, &body); got != tc.status {
 				t.Fatalf("status %d, want %d: %+v", got, tc.status, body)
 			}
 			if tc.status == 422 {
@@ -234,15 +237,15 @@ func TestBadInput(t *testing.T) {
 
 	// Nothing above changed anything.
 	var list struct {
-		Items []source `json:"items"`
-		Total int      `json:"total"`
+		Items []harness.Source `json:"items"`
+		Total int              `json:"total"`
 	}
-	s.must(http.StatusOK, "GET", "/v1/sources", nil, &list)
+	s.Must(http.StatusOK, "GET", "/v1/sources", nil, &list)
 	if list.Total != 1 || string(list.Items[0].Config) != `{"count":1}` {
 		t.Fatalf("bad input changed the sources: %+v", list)
 	}
 	var runs struct{ Total int }
-	s.must(http.StatusOK, "GET", "/v1/runs", nil, &runs)
+	s.Must(http.StatusOK, "GET", "/v1/runs", nil, &runs)
 	if runs.Total != 0 {
 		t.Fatalf("bad input created runs: %+v", runs)
 	}
@@ -254,12 +257,12 @@ func TestBadInput(t *testing.T) {
 			OK bool `json:"ok"`
 		} `json:"jetstream"`
 	}
-	s.must(http.StatusOK, "GET", "/health", nil, &health)
+	s.Must(http.StatusOK, "GET", "/health", nil, &health)
 	if health.Status != "ok" || !health.JetStream.OK {
 		t.Fatalf("health: %+v", health)
 	}
 	var ver map[string]any
-	s.must(http.StatusOK, "GET", "/api/version", nil, &ver)
+	s.Must(http.StatusOK, "GET", "/api/version", nil, &ver)
 	if ver["version"] == nil {
 		t.Fatalf("version: %v", ver)
 	}
@@ -275,7 +278,7 @@ func TestWorkersAndConnectors(t *testing.T) {
 			Connectors []string `json:"connectors"`
 		} `json:"items"`
 	}
-	s.must(http.StatusOK, "GET", "/v1/workers", nil, &workers)
+	s.Must(http.StatusOK, "GET", "/v1/workers", nil, &workers)
 	found := false
 	for _, w := range workers.Items {
 		found = found || w.ID == "worker-b"
@@ -290,7 +293,7 @@ func TestWorkersAndConnectors(t *testing.T) {
 			ConfigSchema json.RawMessage `json:"config_schema"`
 		} `json:"items"`
 	}
-	s.must(http.StatusOK, "GET", "/v1/connectors", nil, &connectors)
+	s.Must(http.StatusOK, "GET", "/v1/connectors", nil, &connectors)
 	names := map[string]bool{}
 	for _, c := range connectors.Items {
 		names[c.Name] = len(c.ConfigSchema) > 0 && len(c.SyncModes) == 2

@@ -1,0 +1,556 @@
+// Package deploy_test proves the production kit in deploy/: every NATS config
+// parses, the systemd units keep their shutdown invariant, and a real manager,
+// worker and indexer run a sync on a server started from the cluster config,
+// each with its own least-privilege user, while what a user must not do is
+// refused by the server.
+package deploy_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/tributary-sync/tributary/internal/connectors/builtin"
+	"github.com/tributary-sync/tributary/internal/manager"
+	"github.com/tributary-sync/tributary/internal/worker"
+	"github.com/tributary-sync/tributary/pkg/events"
+	"github.com/tributary-sync/tributary/pkg/state"
+)
+
+var deployDir = filepath.Join("..", "..", "deploy")
+
+// secrets are the environment the NATS configs read, as deploy/systemd/
+// nats.env.example lists it.
+var secrets = map[string]string{
+	"TRIBUTARY_MANAGER_PASSWORD": "manager-pw-1",
+	"TRIBUTARY_WORKER_PASSWORD":  "worker-pw-2",
+	"TRIBUTARY_INDEXER_PASSWORD": "indexer-pw-3",
+	"TRIBUTARY_ADMIN_PASSWORD":   "admin-pw-4",
+	"TRIBUTARY_SYS_PASSWORD":     "sys-pw-5",
+	"TRIBUTARY_ROUTE_PASSWORD":   "route-pw-6",
+	"TRIBUTARY_NATS_ROUTE_1":     "nats-route://route:route-pw-6@nats-1.internal:6222",
+	"TRIBUTARY_NATS_ROUTE_2":     "nats-route://route:route-pw-6@nats-2.internal:6222",
+	"TRIBUTARY_NATS_ROUTE_3":     "nats-route://route:route-pw-6@nats-3.internal:6222",
+}
+
+func setSecrets(t *testing.T) {
+	t.Helper()
+	for k, v := range secrets {
+		t.Setenv(k, v)
+	}
+}
+
+func natsConfigs(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(deployDir, "nats", "*.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no deploy/nats/*.conf")
+	}
+	return files
+}
+
+// TestNATSConfigsParse parses every NATS config as nats-server does, so that
+// a typo fails CI, and checks the cluster and users the README promises.
+func TestNATSConfigsParse(t *testing.T) {
+	setSecrets(t)
+	names := map[string]string{}
+	nodes := 0
+	for _, f := range natsConfigs(t) {
+		opts, err := server.ProcessConfigFile(f)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if !strings.HasPrefix(filepath.Base(f), "node-") {
+			continue
+		}
+		nodes++
+		if opts.ServerName == "" {
+			t.Errorf("%s: no server_name", f)
+		} else if other, ok := names[opts.ServerName]; ok {
+			t.Errorf("%s and %s share server_name %q", f, other, opts.ServerName)
+		}
+		names[opts.ServerName] = f
+		if !opts.JetStream || opts.StoreDir == "" {
+			t.Errorf("%s: JetStream %v, store_dir %q", f, opts.JetStream, opts.StoreDir)
+		}
+		if opts.Cluster.Name != "tributary" || opts.Cluster.Port == 0 || len(opts.Routes) != 3 {
+			t.Errorf("%s: cluster %q port %d with %d routes, want tributary with 3", f, opts.Cluster.Name, opts.Cluster.Port, len(opts.Routes))
+		}
+		if opts.Cluster.Username != "route" || opts.Cluster.Password != secrets["TRIBUTARY_ROUTE_PASSWORD"] {
+			t.Errorf("%s: routes do not authenticate with the route user and its env password", f)
+		}
+		for _, r := range opts.Routes {
+			if p, _ := r.User.Password(); r.User.Username() != "route" || p != secrets["TRIBUTARY_ROUTE_PASSWORD"] {
+				t.Errorf("%s: route %s does not carry the route credentials", f, r.Redacted())
+			}
+		}
+		if opts.SystemAccount != "SYS" {
+			t.Errorf("%s: system account %q", f, opts.SystemAccount)
+		}
+		users := map[string]*server.User{}
+		for _, u := range opts.Users {
+			users[u.Username] = u
+		}
+		for name, env := range map[string]string{
+			"manager": "TRIBUTARY_MANAGER_PASSWORD", "worker": "TRIBUTARY_WORKER_PASSWORD",
+			"indexer": "TRIBUTARY_INDEXER_PASSWORD", "admin": "TRIBUTARY_ADMIN_PASSWORD",
+		} {
+			u := users[name]
+			switch {
+			case u == nil:
+				t.Errorf("%s: no user %s", f, name)
+			case u.Password != secrets[env]:
+				t.Errorf("%s: user %s's password is not $%s", f, name, env)
+			case u.Account == nil || u.Account.Name != "TRIBUTARY":
+				t.Errorf("%s: user %s is not in account TRIBUTARY", f, name)
+			case name != "admin" && u.Permissions == nil:
+				t.Errorf("%s: user %s has no permissions: it may do anything", f, name)
+			}
+		}
+	}
+	if nodes != 3 {
+		t.Errorf("%d node configs, want 3", nodes)
+	}
+
+	// No secret has a default: without one, the server refuses to start.
+	for k := range secrets {
+		t.Run("without "+k, func(t *testing.T) {
+			setSecrets(t)
+			if err := os.Unsetenv(k); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := server.ProcessConfigFile(filepath.Join(deployDir, "nats", "node-1.conf")); err == nil {
+				t.Errorf("node-1.conf parsed without %s", k)
+			}
+		})
+	}
+}
+
+// TestSystemdUnits checks what the units must keep: the hardening the README
+// describes, and a stop timeout longer than the shutdown grace so that
+// SIGTERM hand-off completes before systemd kills the process.
+func TestSystemdUnits(t *testing.T) {
+	for _, name := range []string{"tributary-manager.service", "tributary-worker@.service", "nats.service"} {
+		t.Run(name, func(t *testing.T) {
+			unit := readUnit(t, filepath.Join(deployDir, "systemd", name))
+			for k, want := range map[string]string{
+				"Restart": "on-failure", "NoNewPrivileges": "yes", "ProtectSystem": "strict", "DynamicUser": "yes",
+			} {
+				if got := unit[k]; got != want {
+					t.Errorf("%s=%q, want %q", k, got, want)
+				}
+			}
+			for _, k := range []string{"EnvironmentFile", "StateDirectory", "ExecStart"} {
+				if unit[k] == "" {
+					t.Errorf("no %s=", k)
+				}
+			}
+			stop, err := time.ParseDuration(unit["TimeoutStopSec"])
+			if err != nil {
+				t.Fatalf("TimeoutStopSec=%q: %v", unit["TimeoutStopSec"], err)
+			}
+			if name == "nats.service" {
+				return
+			}
+			m := regexp.MustCompile(`--shutdown-grace[= ](\S+)`).FindStringSubmatch(unit["ExecStart"])
+			if m == nil {
+				t.Fatalf("ExecStart=%q sets no --shutdown-grace", unit["ExecStart"])
+			}
+			grace, err := time.ParseDuration(m[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stop < grace+5*time.Second {
+				t.Errorf("TimeoutStopSec=%s leaves under 5s after --shutdown-grace=%s", stop, grace)
+			}
+		})
+	}
+}
+
+// readUnit returns the last value of each key of a systemd unit.
+func readUnit(t *testing.T, path string) map[string]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' || line[0] == '[' {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("%s: %q is not key=value", path, line)
+		}
+		out[k] = v
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// violations records the permission violations the server logs.
+type violations struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (v *violations) log(format string, args ...any) {
+	if line := fmt.Sprintf(format, args...); strings.Contains(line, "Violation") {
+		v.mu.Lock()
+		v.lines = append(v.lines, line)
+		v.mu.Unlock()
+	}
+}
+
+func (v *violations) Noticef(format string, args ...any) { v.log(format, args...) }
+func (v *violations) Warnf(format string, args ...any)   { v.log(format, args...) }
+func (v *violations) Fatalf(format string, args ...any)  { v.log(format, args...) }
+func (v *violations) Errorf(format string, args ...any)  { v.log(format, args...) }
+func (v *violations) Debugf(format string, args ...any)  {}
+func (v *violations) Tracef(format string, args ...any)  {}
+
+func (v *violations) snapshot() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]string(nil), v.lines...)
+}
+
+// startNode starts node-1.conf as a single server: the same accounts, users,
+// permissions and JetStream settings, on random loopback ports, without the
+// cluster, its store in a temporary directory.
+func startNode(t *testing.T) (*server.Server, *violations) {
+	t.Helper()
+	setSecrets(t)
+	opts, err := server.ProcessConfigFile(filepath.Join(deployDir, "nats", "node-1.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Host, opts.Port = "127.0.0.1", -1
+	opts.HTTPHost, opts.HTTPPort = "", 0
+	opts.Cluster = server.ClusterOpts{}
+	opts.Routes = nil
+	opts.StoreDir = t.TempDir()
+	opts.JetStreamMaxStore = 1 << 30
+	opts.NoSigs = true
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &violations{}
+	ns.SetLoggerV2(v, false, false, false)
+	ns.Start()
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	return ns, v
+}
+
+// client is a connection as one of the config's users, with the permission
+// errors the server sent it.
+type client struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	errs chan error
+}
+
+func connect(t *testing.T, ns *server.Server, user, passwordEnv string) *client {
+	t.Helper()
+	u, err := url.Parse(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(user, os.Getenv(passwordEnv))
+	c := &client{errs: make(chan error, 64)}
+	c.nc, err = nats.Connect(u.String(), nats.Name("deploy-test-"+user), nats.PermissionErrOnSubscribe(true),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case c.errs <- err:
+			default:
+			}
+		}))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(c.nc.Close)
+	if red := c.nc.ConnectedUrlRedacted(); strings.Contains(red, os.Getenv(passwordEnv)) {
+		t.Errorf("redacted URL %q shows the password", red)
+	}
+	c.js, err = jetstream.New(c.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// denied runs op and requires the server to refuse it with a permissions
+// violation naming subject. op is cancelled as soon as the violation
+// arrives: a refused request has no answer to wait for.
+func (c *client) denied(t *testing.T, what, subject string, op func(ctx context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	opErr := make(chan error, 1)
+	go func() { opErr <- op(ctx) }()
+	done := opErr // nil once op returned
+	var result error
+	for {
+		select {
+		case err := <-c.errs:
+			if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), subject) {
+				continue
+			}
+			cancel()
+			if done != nil {
+				result = <-done
+			}
+			if result == nil {
+				t.Errorf("%s: succeeded despite %v", what, err)
+			}
+			return
+		case result = <-done:
+			done = nil
+			if result == nil {
+				t.Errorf("%s: allowed, want a permissions violation on %s", what, subject)
+				return
+			}
+			// It failed; wait for the violation that says why.
+		case <-ctx.Done():
+			t.Errorf("%s: no permissions violation on %s (op: %v)", what, subject, result)
+			return
+		}
+	}
+}
+
+// TestLeastPrivilegeUsers runs a manager, a worker and an indexer, each as its
+// own user of the production config, through a sync with content; then tries
+// what each must not do.
+func TestLeastPrivilegeUsers(t *testing.T) {
+	ns, viol := startNode(t)
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	mc := connect(t, ns, "manager", "TRIBUTARY_MANAGER_PASSWORD")
+	m, err := manager.New(mc.nc, manager.Config{Logger: log.Named("manager")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(ctx); err != nil {
+		t.Fatalf("manager start as user manager: %v", err)
+	}
+	t.Cleanup(func() { _ = m.Stop(context.Background()) })
+
+	wc := connect(t, ns, "worker", "TRIBUTARY_WORKER_PASSWORD")
+	w, err := worker.New(wc.nc, worker.Config{Connectors: builtin.All(), Logger: log.Named("worker")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(ctx); err != nil {
+		t.Fatalf("worker start as user worker: %v", err)
+	}
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		if err := w.Stop(sctx); err != nil {
+			t.Errorf("worker stop: %v", err)
+		}
+	})
+
+	// A source with content (size) and credentials, synced to the end.
+	src, err := m.CreateSource(ctx, manager.CreateSource{
+		Name: "deploy", Connector: "synthetic",
+		Config:      json.RawMessage(`{"count":50,"size":64}`),
+		Credentials: json.RawMessage(`{"token":"s3cret"}`),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := m.TriggerSync(ctx, src.ID, "", manager.TriggerManual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run = waitRun(ctx, t, m, run.ID)
+	if run.Status != state.RunCompleted || run.DocumentsEmitted != 50 || run.DocumentsScanned != 50 {
+		t.Fatalf("run %s: %s, %d scanned, %d emitted, error %q; want completed, 50, 50",
+			run.ID, run.Status, run.DocumentsScanned, run.DocumentsEmitted, run.Error)
+	}
+
+	// The indexer reads the run's events and a document's content.
+	ic := connect(t, ns, "indexer", "TRIBUTARY_INDEXER_PASSWORD")
+	indexRun(ctx, t, ic, src.ID, run.ID)
+
+	if v := viol.snapshot(); len(v) > 0 {
+		t.Fatalf("the sync needed permissions the config does not grant:\n%s", strings.Join(v, "\n"))
+	}
+
+	// What the worker must not do.
+	wc.denied(t, "worker deletes a stream", "$JS.API.STREAM.DELETE."+events.StreamSync, func(ctx context.Context) error {
+		return wc.js.DeleteStream(ctx, events.StreamSync)
+	})
+	wc.denied(t, "worker creates a stream", "$JS.API.STREAM.CREATE.ROGUE", func(ctx context.Context) error {
+		_, err := wc.js.CreateStream(ctx, jetstream.StreamConfig{Name: "ROGUE", Subjects: []string{"rogue.>"}})
+		return err
+	})
+	creds, err := wc.js.KeyValue(ctx, events.BucketCredentials) // stream info only: granted for state.Bind
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc.denied(t, "worker reads credentials", "$JS.API.DIRECT.GET.KV_"+events.BucketCredentials, func(ctx context.Context) error {
+		_, err := creds.Get(ctx, src.ID)
+		return err
+	})
+	wc.denied(t, "worker reads credentials without direct get", "$JS.API.STREAM.MSG.GET.KV_"+events.BucketCredentials, func(ctx context.Context) error {
+		req := fmt.Sprintf(`{"last_by_subj":"$KV.%s.%s"}`, events.BucketCredentials, src.ID)
+		_, err := wc.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+events.BucketCredentials, []byte(req))
+		return err
+	})
+	wc.denied(t, "worker listens to credential writes", "$KV."+events.BucketCredentials+".>", func(ctx context.Context) error {
+		sub, err := wc.nc.SubscribeSync("$KV." + events.BucketCredentials + ".>")
+		if err != nil {
+			return err
+		}
+		_, err = sub.NextMsgWithContext(ctx)
+		return err
+	})
+	wc.denied(t, "worker writes a run record", "$KV."+events.BucketRuns+"."+run.ID, func(ctx context.Context) error {
+		_, err := wc.js.Publish(ctx, "$KV."+events.BucketRuns+"."+run.ID, []byte(`{}`))
+		return err
+	})
+	wc.denied(t, "worker requests a sync", events.SyncSubject("synthetic"), func(ctx context.Context) error {
+		_, err := wc.js.Publish(ctx, events.SyncSubject("synthetic"), []byte(`{}`))
+		return err
+	})
+	wc.denied(t, "worker cancels a run", events.CancelSubject(run.ID), func(ctx context.Context) error {
+		_, err := wc.js.Publish(ctx, events.CancelSubject(run.ID), []byte(`{}`))
+		return err
+	})
+
+	// What the indexer must not do.
+	ic.denied(t, "indexer publishes an event", events.SubjectEventsPrefix, func(ctx context.Context) error {
+		_, err := ic.js.Publish(ctx, events.EventSubject(src.ID, run.ID, events.TypeRunFailed), []byte(`{}`))
+		return err
+	})
+	next := "$JS.API.CONSUMER.MSG.NEXT." + events.StreamEvents + "." + manager.ApplierConsumer
+	ic.denied(t, "indexer pulls from the manager's consumer", next, func(ctx context.Context) error {
+		_, err := ic.nc.RequestWithContext(ctx, next, []byte(`{"batch":1,"no_wait":true}`))
+		return err
+	})
+	ic.denied(t, "indexer deletes content", "$JS.API.STREAM.PURGE.OBJ_"+events.BucketContent, func(ctx context.Context) error {
+		_, err := ic.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE.OBJ_"+events.BucketContent, nil)
+		return err
+	})
+
+	// The server logged the refusals: the check before them, that it logged
+	// none during the sync, saw what it would have had to see.
+	if v := viol.snapshot(); len(v) < 10 {
+		t.Errorf("the server logged %d permission violations, want one per refusal:\n%s", len(v), strings.Join(v, "\n"))
+	}
+}
+
+// waitRun watches the run record until the run ends.
+func waitRun(ctx context.Context, t *testing.T, m *manager.Manager, runID string) *state.Run {
+	t.Helper()
+	kw, err := m.Store().Runs.KV().Watch(ctx, runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = kw.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			run, _ := m.GetRun(context.Background(), runID)
+			t.Fatalf("run %s did not end: %+v", runID, run)
+		case e := <-kw.Updates():
+			if e == nil {
+				continue
+			}
+			var run state.Run
+			if err := json.Unmarshal(e.Value(), &run); err != nil {
+				t.Fatal(err)
+			}
+			if run.Status.Terminal() {
+				return &run
+			}
+		}
+	}
+}
+
+// indexRun reads the run's events through the indexer's durable consumer up
+// to run.completed, and the content of its first document.
+func indexRun(ctx context.Context, t *testing.T, ic *client, sourceID, runID string) {
+	t.Helper()
+	cons, err := ic.js.CreateOrUpdateConsumer(ctx, events.StreamEvents, jetstream.ConsumerConfig{
+		Durable: "indexer", FilterSubject: events.RunEventSubjects(sourceID, runID),
+		AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		t.Fatalf("indexer consumer: %v", err)
+	}
+	obs, err := ic.js.ObjectStore(ctx, events.BucketContent)
+	if err != nil {
+		t.Fatalf("indexer content store: %v", err)
+	}
+	var docs int
+	for {
+		msg, err := cons.Next(jetstream.FetchContext(ctx))
+		if err != nil {
+			t.Fatalf("indexer: after %d documents: %v", docs, err)
+		}
+		env, err := events.Decode(msg.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := msg.Ack(); err != nil {
+			t.Fatal(err)
+		}
+		switch p := env.Payload().(type) {
+		case *events.DocumentUpserted:
+			if docs++; docs == 1 {
+				if p.Document.ContentID == "" {
+					t.Fatal("document without content")
+				}
+				b, err := obs.GetBytes(ctx, p.Document.ContentID)
+				if err != nil {
+					t.Fatalf("indexer reads content %s: %v", p.Document.ContentID, err)
+				}
+				if len(b) != 64 {
+					t.Errorf("content is %d bytes, want 64", len(b))
+				}
+			}
+		case *events.RunCompleted:
+			if docs != 50 {
+				t.Errorf("indexer read %d documents, want 50", docs)
+			}
+			return
+		}
+	}
+}
