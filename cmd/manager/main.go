@@ -71,7 +71,7 @@ func run(args []string) error {
 	fs.IntVar(&o.concurrency, "concurrency", 4, "concurrent syncs of the in-process worker")
 	fs.IntVar(&o.replicas, "replicas", 1, "replication of every stream and bucket (1, 3 or 5)")
 	fs.DurationVar(&o.heartbeatTimeout, "heartbeat-timeout", 10*time.Second, "how long a silent worker keeps a sync before another worker takes it (at least 2s)")
-	fs.IntVar(&o.maxAttempts, "max-attempts", 5, "in-process worker: attempts of one run whose workers keep dying before the run fails")
+	fs.IntVar(&o.maxAttempts, "max-attempts", 5, "in-process worker: attempts in a row that end without a checkpoint before the run fails")
 	fs.DurationVar(&o.retryBackoff, "retry-backoff", 2*time.Second, "in-process worker: delay before a run's third attempt, doubling for each further one (up to 1m)")
 	fs.BoolVar(&o.syncAlways, "sync-always", false, "embedded server: fsync every JetStream write before acknowledging it (see docs/reliability.md)")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 10*time.Second, "how long shutdown waits for running syncs to hand off")

@@ -40,7 +40,7 @@ func run(args []string) error {
 	id := fs.String("id", "", "worker id; default <hostname>-<ULID>")
 	concurrency := fs.Int("concurrency", 4, "syncs run at once")
 	heartbeat := fs.Duration("heartbeat-timeout", 10*time.Second, "how long a silent worker keeps a sync before another worker takes it (at least 2s)")
-	maxAttempts := fs.Int("max-attempts", 5, "attempts of one run whose workers keep dying before the run fails")
+	maxAttempts := fs.Int("max-attempts", 5, "attempts in a row that end without a checkpoint before the run fails")
 	retryBackoff := fs.Duration("retry-backoff", 2*time.Second, "delay before a run's third attempt, doubling for each further one (up to 1m)")
 	grace := fs.Duration("shutdown-grace", 10*time.Second, "how long shutdown waits for running syncs to hand off")
 	logFormat := fs.String("log-format", "console", "log format: console or json")

@@ -146,17 +146,24 @@ func (m *Manager) applyRun(ctx context.Context, runID string, evs []applied) err
 		var checkpoint *events.Envelope
 		var finalCP json.RawMessage
 		changed := false
+		ended := false // a terminal event was seen in this batch
 		for _, a := range evs {
 			// Side effects first look at every event, even one already
 			// applied, because a crash may have come between the run write
-			// and them; they are idempotent.
+			// and them; they are idempotent. Nothing after the run's end
+			// (a late event of an abandoned attempt) moves its checkpoint.
 			switch p := a.env.Payload().(type) {
 			case *events.Checkpoint:
-				checkpoint = a.env
+				if !ended {
+					checkpoint = a.env
+				}
 			case *events.RunCompleted:
-				if len(p.Checkpoint) > 0 {
+				if len(p.Checkpoint) > 0 && !ended {
 					checkpoint, finalCP = a.env, p.Checkpoint
 				}
+			}
+			if a.env.Type.Terminal() {
+				ended = true
 			}
 			if a.streamSeq <= run.LastEventSeq {
 				continue

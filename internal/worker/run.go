@@ -113,36 +113,27 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 		_ = msg.NakWithDelay(wait)
 		return
 	}
-	if prevAttempts >= w.cfg.MaxAttempts {
-		reason := fmt.Sprintf("gave up after %d attempts: each attempt's worker stopped before finishing", prevAttempts)
-		if run.WorkerID != "" {
-			reason += " (the last seen was " + run.WorkerID + ")"
-		}
-		w.finish(log, msg, pub, lease, &events.RunFailed{Error: reason})
-		return
-	}
-	if delay := w.backoff(attempt) - time.Since(run.UpdatedAt); delay > 0 {
-		w.releaseLease(lease)
-		log.Info("backing off before retrying the run", zap.Duration("delay", delay))
-		_ = msg.NakWithDelay(delay)
-		return
-	}
-
 	sreq := &connector.SyncRequest{
 		SourceID: env.SourceID, RunID: env.RunID, Mode: req.Mode,
 		Config: req.Config, Credentials: req.Credentials, Attempt: attempt,
 	}
 	// Resume from this run's last checkpoint in the stream: it is durable
 	// and never covers an event that is not, and it does not wait for the
-	// manager to have applied it. A run without one starts from the source's
-	// stored checkpoint (the previous run's final one, for incremental syncs).
-	if last, err := w.lastRunEvent(bg, env.SourceID, env.RunID, events.TypeCheckpoint); err != nil {
+	// manager to have applied it. It is read only now that the lease is
+	// held, so no earlier attempt can still be adding to it. A run without
+	// one starts from the source's stored checkpoint (the previous run's
+	// final one, for incremental syncs).
+	lastCP, err := w.lastRunEvent(bg, env.SourceID, env.RunID, events.TypeCheckpoint)
+	if err != nil {
 		w.releaseLease(lease)
 		retry("read last checkpoint", err)
 		return
-	} else if p, ok := payloadOf[*events.Checkpoint](last); ok {
+	}
+	progressAt := 0 // the last attempt that saved a checkpoint
+	if p, ok := payloadOf[*events.Checkpoint](lastCP); ok {
 		sreq.Checkpoint = p.Checkpoint
 		sreq.Resumed = true
+		progressAt = lastCP.Attempt
 	} else {
 		cp, _, err := w.store.Checkpoints.Get(bg, env.SourceID)
 		switch {
@@ -154,6 +145,26 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 			retry("read checkpoint", err)
 			return
 		}
+	}
+
+	// Give up on a run whose attempts keep ending without progress: attempts
+	// since the last one that saved a checkpoint. A run that moves forward
+	// between crashes, or is handed back at a checkpoint on shutdown, is not
+	// stuck, however many attempts it takes.
+	stalled := prevAttempts - progressAt
+	if stalled >= w.cfg.MaxAttempts {
+		reason := fmt.Sprintf("gave up after %d attempts without progress: each attempt's worker stopped before finishing or saving a checkpoint", stalled)
+		if run.WorkerID != "" {
+			reason += " (the last seen was " + run.WorkerID + ")"
+		}
+		w.finish(log, msg, pub, lease, &events.RunFailed{Error: reason})
+		return
+	}
+	if delay := w.backoff(stalled+1) - time.Since(run.UpdatedAt); delay > 0 {
+		w.releaseLease(lease)
+		log.Info("backing off before retrying the run", zap.Duration("delay", delay))
+		_ = msg.NakWithDelay(delay)
+		return
 	}
 	if err := pub.sync(bg, &events.RunStarted{
 		WorkerID: w.cfg.ID, Connector: req.Connector, Mode: req.Mode, Resumed: sreq.Resumed,
@@ -179,6 +190,15 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 	log = log.With(zap.Duration("elapsed", time.Since(started)))
 
 	cause := context.Cause(runCtx)
+	if !errors.Is(cause, errLeaseLost) {
+		// The heartbeats stopped: restart the ack deadline for the time
+		// the outcome takes to publish, and report the final scanned count
+		// (run.completed carries its own).
+		_ = msg.InProgress()
+		if out != outcomeCompleted && (syncErr != nil || out == outcomeFailed || sc.handedOff.Load()) {
+			w.reportScanned(pub, sc)
+		}
+	}
 	switch {
 	case errors.Is(cause, errLeaseLost):
 		// Another worker owns the run now. Neither ack nor nak: a late ack
@@ -189,9 +209,11 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 	case sc.handedOff.Load() || errors.Is(cause, errShutdown):
 		// Hand the request back: once barrier returns every event so far is
 		// stored, and the next attempt resumes from the last checkpoint.
-		if err := pub.barrier(bg); err != nil {
+		fctx, fcancel := context.WithTimeout(context.Background(), w.cfg.HeartbeatTimeout)
+		if err := pub.barrier(fctx); err != nil {
 			log.Warn("flush events before hand-off", zap.Error(err))
 		}
+		fcancel()
 		w.releaseLease(lease)
 		_ = msg.Nak()
 		log.Info("sync handed back for another worker")
@@ -206,8 +228,19 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 	}
 }
 
+// reportScanned publishes the attempt's final scanned count, so that a run
+// that fails, is cancelled or is handed back shows what it read.
+func (w *Worker) reportScanned(pub *publisher, sc *syncContext) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.HeartbeatTimeout)
+	defer cancel()
+	if err := pub.async(ctx, &events.Progress{Scanned: sc.scanned.Load()}); err != nil {
+		w.log.Debug("publish final progress", zap.Error(err))
+	}
+}
+
 // backoff is how long after the previous attempt's last sign of life an
-// attempt may start: at once for the first two, then RetryBackoff doubling
+// attempt may start, given how many attempts in a row stalled before it
+// (counting itself): at once for the first two, then RetryBackoff doubling
 // up to a minute.
 func (w *Worker) backoff(attempt int) time.Duration {
 	if attempt <= 2 {

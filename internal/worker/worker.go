@@ -40,9 +40,10 @@ type Config struct {
 	// ProgressInterval is how often a running sync reports its scanned
 	// counter; default 1s.
 	ProgressInterval time.Duration
-	// MaxAttempts bounds the attempts of one run: after that many attempts
-	// that started and never finished (their workers died or lost their
-	// lease), the run fails. Default 5.
+	// MaxAttempts bounds the attempts of one run that make no progress:
+	// after that many attempts in a row that started and neither finished
+	// nor saved a checkpoint (their workers died or lost their lease), the
+	// run fails. Default 5.
 	MaxAttempts int
 	// RetryBackoff is the delay before a run's third attempt; it doubles for
 	// every further attempt, up to a minute. The second attempt (the first
