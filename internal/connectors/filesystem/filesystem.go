@@ -271,10 +271,16 @@ func scan(ctx context.Context, cfg *Config) ([]entry, error) {
 	if !info.IsDir() {
 		return nil, fmt.Errorf("root %s is not a directory", cfg.Root)
 	}
+	// WalkDir does not follow a symlinked root: resolve it, or a root that
+	// is a link would list nothing and an incremental sync delete everything.
+	root, err := filepath.EvalSymlinks(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("root: %w", err)
+	}
 	var out []entry
-	err = filepath.WalkDir(cfg.Root, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			if p == cfg.Root {
+			if p == root {
 				return err
 			}
 			return nil // unreadable subtree: skip it, the rest still syncs
@@ -285,7 +291,7 @@ func scan(ctx context.Context, cfg *Config) ([]entry, error) {
 		if !d.Type().IsRegular() {
 			return nil
 		}
-		rel, err := filepath.Rel(cfg.Root, p)
+		rel, err := filepath.Rel(root, p)
 		if err != nil {
 			return nil //nolint:nilerr // cannot happen under Root; skip rather than fail the sync
 		}

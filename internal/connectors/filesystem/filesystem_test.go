@@ -813,3 +813,18 @@ func TestDeterministicOrder(t *testing.T) {
 		}
 	}
 }
+
+// A root that is a symlink to a directory syncs that directory.
+func TestSymlinkedRoot(t *testing.T) {
+	real := t.TempDir()
+	write(t, real, "a.txt", "a", 1)
+	write(t, real, "sub/b.txt", "b", 2)
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Skipf("symlinks unsupported: %v", err)
+	}
+	rec := attempt{cfg: filesystem.Config{Root: link}}.mustRun(t)
+	if got, want := trace(rec), []string{"emit a.txt", "emit sub/b.txt"}; !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

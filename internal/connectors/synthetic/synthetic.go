@@ -158,6 +158,16 @@ func (c *Connector) Sync(ctx context.Context, req *connector.SyncRequest, sc con
 
 func (c *Connector) full(ctx context.Context, p *plan, cp Checkpoint, start int, prev Checkpoint, had bool, sc connector.SyncContext) error {
 	n := p.cfg.Count
+	// Documents beyond a shrunk count are gone. They are reported first, so
+	// that every partial checkpoint (which records the new count) comes
+	// after them and a resumed attempt need not remember the old count.
+	if start == 0 && had && prev.Count > n {
+		for i := n; i < prev.Count; i++ {
+			if err := sc.EmitDeleted(ctx, ID(i)); err != nil {
+				return err
+			}
+		}
+	}
 	for i := start; i < n; i++ {
 		if err := c.one(ctx, p, cp.Generation, i, false, sc); err != nil {
 			return err
@@ -165,14 +175,6 @@ func (c *Connector) full(ctx context.Context, p *plan, cp Checkpoint, start int,
 		if (i+1)%p.every == 0 && i+1 < n {
 			cp.Partial, cp.Next = true, i+1
 			if err := sc.SaveCheckpoint(ctx, &cp); err != nil {
-				return err
-			}
-		}
-	}
-	// Documents beyond a shrunk count are gone.
-	if had && prev.Count > n {
-		for i := n; i < prev.Count; i++ {
-			if err := sc.EmitDeleted(ctx, ID(i)); err != nil {
 				return err
 			}
 		}

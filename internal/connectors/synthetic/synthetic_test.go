@@ -647,10 +647,12 @@ func TestCountChanges(t *testing.T) {
 			cp0, _ := attempt{cfg: cfg}.mustRun(t).Final()
 			cfg.Count = tt.count
 			rec := attempt{mode: tt.mode, cfg: cfg, checkpoint: cp0}.mustRun(t)
-			want := ids(0, tt.count)
+			// Deletes come first, so every partial checkpoint follows them.
+			var want []string
 			for _, id := range tt.deleted {
 				want = append(want, "delete "+id)
 			}
+			want = append(want, ids(0, tt.count)...)
 			var got []string
 			for _, e := range rec.Events() {
 				switch e.Kind {
@@ -764,5 +766,26 @@ func TestPace(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// Shrinking the count and being interrupted after a partial checkpoint still
+// deletes the tail: the deletes precede the checkpoint.
+func TestShrinkInterruptedDeletesTail(t *testing.T) {
+	cfg := synthetic.Config{Count: 10, CheckpointEvery: 3}
+	cp0, _ := attempt{cfg: cfg}.mustRun(t).Final()
+	cfg.Count = 6
+	rec := attempt{cfg: cfg, checkpoint: cp0}.mustRun(t)
+	var deleted []string
+	for _, e := range rec.Events() {
+		if e.Kind == connectortest.Checkpoint {
+			break
+		}
+		if e.Kind == connectortest.Delete {
+			deleted = append(deleted, e.ID)
+		}
+	}
+	if want := ids(6, 10); !slices.Equal(deleted, want) {
+		t.Fatalf("deleted before the first checkpoint %q, want %q", deleted, want)
 	}
 }
