@@ -140,12 +140,10 @@ type RunCompleted struct {
 	Scanned    uint64          `json:"scanned"`
 }
 
-// RunFailed ends a run with an error.
+// RunFailed ends a run with an error, for good: a worker that wants another
+// attempt hands the request back (Nak) instead.
 type RunFailed struct {
 	Error string `json:"error"`
-	// Retryable is true when the worker hands the request back for another
-	// attempt instead of ending the run.
-	Retryable bool `json:"retryable,omitempty"`
 }
 
 // RunCancelled ends a run that was cancelled.

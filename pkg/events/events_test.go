@@ -65,7 +65,7 @@ func samplePayloads() []samplePayload {
 		{events.TypeCheckpoint, &events.Checkpoint{Checkpoint: json.RawMessage(`{"cursor":"abc","n":[1,2.5,"z"]}`)}},
 		{events.TypeRunStarted, &events.RunStarted{WorkerID: "worker-1", Connector: "filesystem", Mode: events.ModeFull, Resumed: true}},
 		{events.TypeRunCompleted, &events.RunCompleted{Checkpoint: json.RawMessage(`"final"`), Scanned: 99}},
-		{events.TypeRunFailed, &events.RunFailed{Error: "source unreachable", Retryable: true}},
+		{events.TypeRunFailed, &events.RunFailed{Error: "source unreachable"}},
 		{events.TypeRunCancelled, &events.RunCancelled{Reason: "operator"}},
 	}
 }
@@ -311,7 +311,7 @@ func TestNewRejects(t *testing.T) {
 		{"checkpoint empty", testSource, testRun, events.Checkpoint{}, "data.checkpoint", ""},
 		{"checkpoint null", testSource, testRun, events.Checkpoint{Checkpoint: json.RawMessage("null")}, "data.checkpoint", ""},
 		{"run started no worker", testSource, testRun, events.RunStarted{Connector: "fs", Mode: events.ModeFull}, "data.worker_id", ""},
-		{"run failed no error", testSource, testRun, events.RunFailed{Retryable: true}, "data.error", ""},
+		{"run failed no error", testSource, testRun, events.RunFailed{}, "data.error", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
