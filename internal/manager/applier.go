@@ -146,35 +146,39 @@ func (m *Manager) applyRun(ctx context.Context, runID string, evs []applied) err
 		var checkpoint *events.Envelope
 		var finalCP json.RawMessage
 		changed := false
-		ended := false // a terminal event was seen in this batch
+		latest := run.Attempt
 		for _, a := range evs {
-			// Side effects first look at every event, even one already
-			// applied, because a crash may have come between the run write
-			// and them; they are idempotent. Nothing after the run's end
-			// (a late event of an abandoned attempt) moves its checkpoint.
-			switch p := a.env.Payload().(type) {
-			case *events.Checkpoint:
-				if !ended {
-					checkpoint = a.env
-				}
-			case *events.RunCompleted:
-				if len(p.Checkpoint) > 0 && !ended {
-					checkpoint, finalCP = a.env, p.Checkpoint
-				}
-			}
-			if a.env.Type.Terminal() {
-				ended = true
-			}
+			// Applied already (a redelivery after a crash before the ack):
+			// its checkpoint, if any, was stored before the run record that
+			// recorded LastEventSeq, so there is nothing left to do.
 			if a.streamSeq <= run.LastEventSeq {
 				continue
 			}
-			run.LastEventSeq = a.streamSeq
-			changed = true
-			if !wasTerminal {
-				applyEvent(run, a.env)
+			run.LastEventSeq, changed = a.streamSeq, true
+			// Nothing after the run's end counts, however events are batched.
+			if run.Status.Terminal() {
+				continue
 			}
+			// An attempt is stale once a later one started: the worker that
+			// ran it lost its lease. Its documents are real and count, but
+			// its checkpoints, progress and outcome say nothing about the run.
+			if a.env.Type == events.TypeRunStarted {
+				latest = max(latest, a.env.Attempt)
+			}
+			if a.env.Attempt > 0 && a.env.Attempt < latest && !documentEvent(a.env.Type) {
+				continue
+			}
+			switch p := a.env.Payload().(type) {
+			case *events.Checkpoint:
+				checkpoint = a.env
+			case *events.RunCompleted:
+				if len(p.Checkpoint) > 0 {
+					checkpoint, finalCP = a.env, p.Checkpoint
+				}
+			}
+			applyEvent(run, a.env)
 		}
-		if checkpoint != nil && !wasTerminal {
+		if checkpoint != nil {
 			if err := m.storeCheckpoint(ctx, run, checkpoint, finalCP); err != nil {
 				return err
 			}
@@ -198,6 +202,11 @@ func (m *Manager) applyRun(ctx context.Context, runID string, evs []applied) err
 		}
 		return nil
 	}
+}
+
+// documentEvent reports whether t reports a document (rather than the run).
+func documentEvent(t events.Type) bool {
+	return t == events.TypeDocumentUpserted || t == events.TypeDocumentDeleted || t == events.TypeDocumentError
 }
 
 // applyEvent folds one event into the run record.

@@ -272,6 +272,10 @@ func (m *Manager) CancelRun(ctx context.Context, id string) (*state.Run, error) 
 	run, _, err = m.store.Runs.Mutate(ctx, id, func(r *state.Run) error {
 		wasQueued = false
 		if r.Status.Terminal() {
+			// The worker may have ended it already, before this write.
+			if r.Status == state.RunCancelled {
+				r.CancelRequested = true
+			}
 			return nil
 		}
 		now := time.Now().UTC()
@@ -287,6 +291,17 @@ func (m *Manager) CancelRun(ctx context.Context, id string) (*state.Run, error) 
 	}
 	if wasQueued {
 		m.releaseActive(ctx, run.SourceID, run.ID)
+	} else if run.Status == state.RunRunning {
+		// A running run that no worker executes (its worker died and no
+		// other took it up yet, or no worker hosts its connector any more)
+		// would wait for a worker to see the cancel: end it now. A worker
+		// that takes it up later finds it ended, or sees the cancel.
+		if _, _, err := m.store.Leases.Get(ctx, run.SourceID); errors.Is(err, state.ErrNotFound) {
+			m.endRun(ctx, run.ID, state.RunCancelled, "cancelled while no worker was executing it")
+			if r, err := m.GetRun(ctx, run.ID); err == nil {
+				run = r
+			}
+		}
 	}
 	m.log.Info("run cancel requested", zap.String("run_id", id), zap.String("source_id", run.SourceID))
 	return run, nil

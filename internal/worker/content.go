@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,8 +36,21 @@ func (c *contentStore) put(ctx context.Context, data []byte, contentType string)
 	id := ulid.Make().String()
 	h := nats.Header{}
 	h.Set("Content-Type", contentType)
-	if _, err := c.obs.Put(ctx, jetstream.ObjectMeta{Name: id, Headers: h}, bytes.NewReader(data)); err != nil {
-		return "", fmt.Errorf("store content: %w", err)
+	// A put that times out (a NATS node failing over, say) is tried again
+	// under the same name: a put that did land is simply replaced.
+	var err error
+	for try := 0; try < 3; try++ {
+		if _, err = c.obs.Put(ctx, jetstream.ObjectMeta{Name: id, Headers: h}, bytes.NewReader(data)); err == nil {
+			return id, nil
+		}
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("store content: %w", err)
+		}
+		select {
+		case <-time.After(time.Duration(try+1) * 250 * time.Millisecond):
+		case <-ctx.Done():
+			return "", fmt.Errorf("store content: %w", ctx.Err())
+		}
 	}
-	return id, nil
+	return "", &busError{fmt.Errorf("store content: %w", err)}
 }

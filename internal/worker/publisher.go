@@ -26,7 +26,7 @@ type publisher struct {
 
 	mu      sync.Mutex
 	seq     uint64
-	pending []jetstream.PubAckFuture
+	pending []inflight // oldest first
 }
 
 func newPublisher(js jetstream.JetStream, sourceID, runID string, attempt, maxPending int) *publisher {
@@ -56,13 +56,25 @@ func (p *publisher) build(payload any) (*nats.Msg, error) {
 func (p *publisher) async(ctx context.Context, payload any) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.asyncLocked(ctx, payload)
+}
+
+// tryAsync is async if the publisher is free, and reports false without
+// publishing if another goroutine is using it (waiting for acks, say).
+func (p *publisher) tryAsync(ctx context.Context, payload any) (bool, error) {
+	if !p.mu.TryLock() {
+		return false, nil
+	}
+	defer p.mu.Unlock()
+	return true, p.asyncLocked(ctx, payload)
+}
+
+func (p *publisher) asyncLocked(ctx context.Context, payload any) error {
 	if len(p.pending) >= p.maxPending {
 		// Bound memory and the window a crash can lose: settle the older half.
-		half := len(p.pending) / 2
-		if err := p.settleLocked(ctx, p.pending[:half]); err != nil {
+		if err := p.settleLocked(ctx, len(p.pending)/2); err != nil {
 			return err
 		}
-		p.pending = append(p.pending[:0], p.pending[half:]...)
 	}
 	msg, err := p.build(payload)
 	if err != nil {
@@ -76,7 +88,7 @@ func (p *publisher) async(ctx context.Context, payload any) error {
 		}
 		return nil
 	}
-	p.pending = append(p.pending, f)
+	p.pending = append(p.pending, inflight{f: f, msg: msg})
 	return nil
 }
 
@@ -85,10 +97,9 @@ func (p *publisher) async(ctx context.Context, payload any) error {
 func (p *publisher) sync(ctx context.Context, payload any) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err := p.settleLocked(ctx, p.pending); err != nil {
+	if err := p.settleLocked(ctx, len(p.pending)); err != nil {
 		return err
 	}
-	p.pending = p.pending[:0]
 	msg, err := p.build(payload)
 	if err != nil {
 		return err
@@ -100,27 +111,46 @@ func (p *publisher) sync(ctx context.Context, payload any) error {
 func (p *publisher) barrier(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err := p.settleLocked(ctx, p.pending); err != nil {
+	if err := p.settleLocked(ctx, len(p.pending)); err != nil {
 		return err
 	}
-	p.pending = p.pending[:0]
 	return nil
 }
 
-func (p *publisher) settleLocked(ctx context.Context, fs []jetstream.PubAckFuture) error {
-	for _, f := range fs {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			if errors.Is(err, jetstream.ErrJetStreamPublisherClosed) {
-				return fmt.Errorf("publish event: %w", err)
+// inflight is an event published asynchronously and not yet known stored.
+// f is nil once its publish is known to have failed: it must be sent again.
+type inflight struct {
+	f   jetstream.PubAckFuture
+	msg *nats.Msg
+}
+
+// settleLocked waits until the n oldest in-flight events are stored,
+// republishing (same Nats-Msg-Id) those whose publish failed, and drops each
+// from pending as it settles. A future yields its result once, so an entry
+// is never read twice: when this returns early, what is left stays pending
+// for the next call.
+func (p *publisher) settleLocked(ctx context.Context, n int) error {
+	for ; n > 0 && len(p.pending) > 0; n-- {
+		e := &p.pending[0]
+		if e.f != nil {
+			select {
+			case <-e.f.Ok():
+			case err := <-e.f.Err():
+				e.f = nil
+				if errors.Is(err, jetstream.ErrJetStreamPublisherClosed) {
+					return &busError{fmt.Errorf("publish event: %w", err)}
+				}
+			case <-ctx.Done():
+				return fmt.Errorf("wait for event acks: %w", ctx.Err())
 			}
-			if err := p.publishSync(ctx, f.Msg()); err != nil {
+		}
+		if e.f == nil {
+			if err := p.publishSync(ctx, e.msg); err != nil {
 				return err
 			}
-		case <-ctx.Done():
-			return fmt.Errorf("wait for event acks: %w", ctx.Err())
 		}
+		p.pending[0] = inflight{}
+		p.pending = p.pending[1:]
 	}
 	return nil
 }
@@ -145,5 +175,21 @@ func (p *publisher) publishSync(ctx context.Context, msg *nats.Msg) error {
 		case <-ctx.Done():
 		}
 	}
-	return fmt.Errorf("publish %s: %w", msg.Subject, last)
+	if ctx.Err() != nil {
+		return fmt.Errorf("publish %s: %w", msg.Subject, last)
+	}
+	return &busError{fmt.Errorf("publish %s: %w", msg.Subject, last)}
+}
+
+// busError is a failure of NATS or JetStream, not of the connector: the
+// attempt is handed back for another try rather than failing the run.
+type busError struct{ err error }
+
+func (e *busError) Error() string { return e.err.Error() }
+func (e *busError) Unwrap() error { return e.err }
+
+// isBusError reports whether err comes from the bus.
+func isBusError(err error) bool {
+	var be *busError
+	return errors.As(err, &be)
 }

@@ -39,18 +39,20 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 
 	runCtx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
-	ar := &activeRun{sourceID: env.SourceID, cancel: cancel}
+	ar := &activeRun{runID: env.RunID, sourceID: env.SourceID, cancel: cancel}
 	w.mu.Lock()
 	if w.shutdown {
 		w.mu.Unlock()
 		_ = msg.Nak()
 		return
 	}
-	w.active[env.RunID] = ar
+	// Keyed by the delivery, not the run: a redelivery of the same run may
+	// reach this worker while an abandoned attempt is still winding down.
+	w.active[ar] = struct{}{}
 	w.mu.Unlock()
 	defer func() {
 		w.mu.Lock()
-		delete(w.active, env.RunID)
+		delete(w.active, ar)
 		w.mu.Unlock()
 	}()
 
@@ -183,7 +185,7 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 		sc.stopRequested.Store(true)
 	}
 	w.mu.Unlock()
-	stopBeats := w.beat(runCtx, msg, pub, sc, lease, log)
+	stopBeats := w.beat(runCtx, ar, msg, pub, sc, lease, log)
 	syncErr := runConnector(runCtx, c, sreq, sc)
 	stopBeats()
 	out, finalCP, failErr := sc.close()
@@ -219,6 +221,22 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 		log.Info("sync handed back for another worker")
 	case errors.Is(cause, errCancelRequested):
 		w.finish(log, msg, pub, lease, &events.RunCancelled{Reason: "cancelled by request"})
+	case isBusError(syncErr) || (out == outcomeFailed && isBusError(failErr)):
+		// NATS, not the connector, failed (a node failing over, say): try
+		// again from the last checkpoint rather than fail the run. Attempts
+		// that keep failing without progress still end in MaxAttempts.
+		err := syncErr
+		if err == nil {
+			err = failErr
+		}
+		fctx, fcancel := context.WithTimeout(context.Background(), w.cfg.HeartbeatTimeout)
+		if err := pub.barrier(fctx); err != nil {
+			log.Warn("flush events before retry", zap.Error(err))
+		}
+		fcancel()
+		w.releaseLease(lease)
+		_ = msg.NakWithDelay(time.Second)
+		log.Warn("sync interrupted by a NATS error; handed back for another attempt", zap.Error(err))
 	case out == outcomeFailed:
 		w.finish(log, msg, pub, lease, &events.RunFailed{Error: failErr.Error()})
 	case syncErr == nil:
@@ -259,6 +277,15 @@ func (w *Worker) backoff(attempt int) time.Duration {
 func (w *Worker) finish(log *zap.Logger, msg jetstream.Msg, pub *publisher, lease *heldLease, payload any) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.HeartbeatTimeout)
 	defer cancel()
+	// Fence: only the lease holder may end the run. An attempt that lost its
+	// lease without noticing (its heartbeats stalled) must not report an
+	// outcome over the attempt that now owns the run.
+	if lease != nil {
+		if err := w.refreshLease(ctx, lease); errors.Is(err, errLeaseLost) {
+			log.Warn("source lease lost before the outcome; abandoning the attempt", zap.String("outcome", outcomeName(payload)))
+			return
+		}
+	}
 	if err := pub.sync(ctx, payload); err != nil {
 		log.Error("publish run outcome; the request will be redelivered", zap.Error(err))
 		w.releaseLease(lease)
@@ -299,14 +326,9 @@ func runConnector(ctx context.Context, c connector.Connector, req *connector.Syn
 // beat keeps the request's ack deadline and the source lease moving, reports
 // progress (the run's heartbeat on the events stream), and re-checks for a
 // cancel the subscription may have missed. The returned func stops it.
-func (w *Worker) beat(runCtx context.Context, msg jetstream.Msg, pub *publisher, sc *syncContext, lease *heldLease, log *zap.Logger) func() {
+func (w *Worker) beat(runCtx context.Context, ar *activeRun, msg jetstream.Msg, pub *publisher, sc *syncContext, lease *heldLease, log *zap.Logger) func() {
 	done := make(chan struct{})
 	stopped := make(chan struct{})
-	ar := func() *activeRun {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return w.active[pub.runID]
-	}
 	go func() {
 		defer close(stopped)
 		progress := time.NewTicker(w.cfg.ProgressInterval)
@@ -319,10 +341,14 @@ func (w *Worker) beat(runCtx context.Context, msg jetstream.Msg, pub *publisher,
 			case <-done:
 				return
 			case <-progress.C:
+				// Never wait for the publisher here: while JetStream is slow
+				// to acknowledge, the connector holds it, and this loop must
+				// keep the lease and the ack deadline alive meanwhile.
 				if n := sc.scanned.Load(); n != reported {
-					reported = n
-					if err := pub.async(runCtx, &events.Progress{Scanned: n}); err != nil {
+					if ok, err := pub.tryAsync(runCtx, &events.Progress{Scanned: n}); err != nil {
 						log.Debug("publish progress", zap.Error(err))
+					} else if ok {
+						reported = n
 					}
 				}
 			case <-hb.C:
@@ -331,16 +357,14 @@ func (w *Worker) beat(runCtx context.Context, msg jetstream.Msg, pub *publisher,
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), w.leaseTTL/3)
 				if err := w.refreshLease(ctx, lease); err != nil {
-					if a := ar(); a != nil && (errors.Is(err, errLeaseLost)) {
-						a.cancel(errLeaseLost)
+					if errors.Is(err, errLeaseLost) {
+						ar.cancel(errLeaseLost)
 					} else {
 						log.Warn("refresh source lease", zap.Error(err))
 					}
 				}
 				if ok, err := w.cancelRequested(ctx, pub.runID); err == nil && ok {
-					if a := ar(); a != nil {
-						a.cancel(errCancelRequested)
-					}
+					ar.cancel(errCancelRequested)
 				}
 				cancel()
 			}

@@ -148,11 +148,12 @@ type Worker struct {
 	leaseTTL  time.Duration
 	stopOnce  sync.Once
 	mu        sync.Mutex
-	active    map[string]*activeRun // by run id
+	active    map[*activeRun]struct{} // syncs this worker is handling
 	shutdown  bool
 }
 
 type activeRun struct {
+	runID    string
 	sourceID string
 	cancel   context.CancelCauseFunc
 	sc       *syncContext // nil until the connector runs
@@ -184,7 +185,7 @@ func New(nc *nats.Conn, cfg Config) (*Worker, error) {
 		js:        js,
 		log:       cfg.Logger.With(zap.String("worker_id", cfg.ID)),
 		slots:     make(chan struct{}, cfg.Concurrency),
-		active:    map[string]*activeRun{},
+		active:    map[*activeRun]struct{}{},
 		manifests: map[string]connector.Manifest{},
 	}
 	for _, c := range cfg.Connectors {
@@ -294,8 +295,8 @@ func (w *Worker) heartbeat(ctx context.Context) error {
 	host, _ := os.Hostname()
 	w.mu.Lock()
 	runs := make([]string, 0, len(w.active))
-	for id := range w.active {
-		runs = append(runs, id)
+	for ar := range w.active {
+		runs = append(runs, ar.runID)
 	}
 	w.mu.Unlock()
 	_, err := w.store.Workers.Put(ctx, w.cfg.ID, &state.Worker{
@@ -377,9 +378,14 @@ func (w *Worker) pullLoop(cons jetstream.Consumer, c connector.Connector) {
 func (w *Worker) onCancel(m *nats.Msg) {
 	runID := strings.TrimPrefix(m.Subject, events.SubjectCancelPrefix)
 	w.mu.Lock()
-	ar := w.active[runID]
+	var hits []*activeRun
+	for ar := range w.active {
+		if ar.runID == runID {
+			hits = append(hits, ar)
+		}
+	}
 	w.mu.Unlock()
-	if ar != nil {
+	for _, ar := range hits {
 		w.log.Info("cancel requested", zap.String("run_id", runID), zap.String("source_id", ar.sourceID))
 		ar.cancel(errCancelRequested)
 	}
@@ -416,7 +422,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 		// have not by shortly before the grace period ends are cancelled.
 		w.mu.Lock()
 		w.shutdown = true
-		for _, ar := range w.active {
+		for ar := range w.active {
 			if ar.sc != nil {
 				ar.sc.stopRequested.Store(true)
 			} else {
@@ -432,7 +438,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 		case <-done:
 		case <-soft.C:
 			w.mu.Lock()
-			for _, ar := range w.active {
+			for ar := range w.active {
 				ar.cancel(errShutdown)
 			}
 			w.mu.Unlock()
