@@ -174,11 +174,14 @@ func run(args []string) error {
 	log.Info("Tributary manager ready", zap.String("version", version.Version),
 		zap.String("http", "http://"+ln.Addr().String()), zap.Bool("worker", o.worker))
 
+	var exitErr error
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case err := <-errc:
 		return fmt.Errorf("http: %w", err)
+	case <-m.Lost():
+		exitErr = manager.ErrLockLost
 	}
 	stop()
 	shCtx, cancelSh := context.WithTimeout(context.Background(), o.shutdownGrace)
@@ -192,5 +195,5 @@ func run(args []string) error {
 	if err := m.Stop(shCtx); err != nil {
 		log.Warn("manager stop", zap.Error(err))
 	}
-	return nil
+	return exitErr
 }

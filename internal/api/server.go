@@ -180,8 +180,11 @@ func paging(w http.ResponseWriter, r *http.Request) (page, size int, ok bool) {
 
 func paginate[T any](items []T, page, size int) Page[T] {
 	p := Page[T]{Items: []T{}, Total: len(items), Page: page, Size: size}
+	if page-1 > len(items)/size { // also keeps (page-1)*size from overflowing
+		return p
+	}
 	start := (page - 1) * size
-	if start >= len(items) || start < 0 {
+	if start >= len(items) {
 		return p
 	}
 	end := min(start+size, len(items))

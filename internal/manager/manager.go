@@ -69,6 +69,7 @@ type Manager struct {
 	applyDone chan struct{}
 	consume   jetstream.ConsumeContext
 	stopOnce  sync.Once
+	lock      *lock
 }
 
 // New returns a manager over the NATS connection nc.
@@ -104,6 +105,9 @@ func (m *Manager) Start(ctx context.Context) error {
 		return fmt.Errorf("manager: %w", err)
 	}
 	m.store = store
+	if err := m.acquireLock(ctx); err != nil {
+		return fmt.Errorf("manager: %w", err)
+	}
 	if err := m.redispatch(ctx); err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
@@ -112,6 +116,15 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	m.log.Info("manager started", zap.Int("replicas", m.cfg.Replicas))
 	return nil
+}
+
+// Lost is closed when this manager lost its lock to another manager; it
+// must then stop (Stop) and exit. Before Start it is nil.
+func (m *Manager) Lost() <-chan struct{} {
+	if m.lock == nil {
+		return nil
+	}
+	return m.lock.lost
 }
 
 // Stop stops applying events; what was applied is durable and what was not
@@ -129,6 +142,9 @@ func (m *Manager) Stop(ctx context.Context) error {
 			case <-ctx.Done():
 				err = fmt.Errorf("manager: stop: %w", ctx.Err())
 			}
+		}
+		if m.lock != nil {
+			m.lock.release()
 		}
 	})
 	return err

@@ -296,7 +296,9 @@ func (m *Manager) CancelRun(ctx context.Context, id string) (*state.Run, error) 
 		// other took it up yet, or no worker hosts its connector any more)
 		// would wait for a worker to see the cancel: end it now. A worker
 		// that takes it up later finds it ended, or sees the cancel.
-		if _, _, err := m.store.Leases.Get(ctx, run.SourceID); errors.Is(err, state.ErrNotFound) {
+		// A worker that just ended the run released the lease after
+		// storing its outcome: leave that to the applier.
+		if _, _, err := m.store.Leases.Get(ctx, run.SourceID); errors.Is(err, state.ErrNotFound) && !m.outcomeStored(ctx, run) {
 			m.endRun(ctx, run.ID, state.RunCancelled, "cancelled while no worker was executing it")
 			if r, err := m.GetRun(ctx, run.ID); err == nil {
 				run = r
@@ -320,4 +322,21 @@ func (m *Manager) CancelSource(ctx context.Context, sourceID string) (*state.Run
 		return nil, &ConflictError{Code: CodeRunNotActive, Message: fmt.Sprintf("source %s has no active run", sourceID)}
 	}
 	return m.CancelRun(ctx, run.ID)
+}
+
+// outcomeStored reports whether a worker stored the run's outcome in the
+// events stream (the applier may not have applied it yet). When it cannot
+// tell, it says yes: the run is then left to its worker.
+func (m *Manager) outcomeStored(ctx context.Context, run *state.Run) bool {
+	st, err := m.js.Stream(ctx, events.StreamEvents)
+	if err != nil {
+		return true
+	}
+	for _, t := range []events.Type{events.TypeRunCompleted, events.TypeRunFailed, events.TypeRunCancelled} {
+		_, err := st.GetLastMsgForSubject(ctx, events.EventSubject(run.SourceID, run.ID, t))
+		if err == nil || !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return true
+		}
+	}
+	return false
 }

@@ -21,6 +21,22 @@ import (
 // MaxNameLen bounds a source name.
 const MaxNameLen = 200
 
+// Size limits of a source's config and credentials (compact JSON). Both
+// travel in every sync request, which must fit in one NATS message.
+const (
+	MaxConfigSize      = 256 << 10
+	MaxCredentialsSize = 64 << 10
+)
+
+// sizeDetail reports a field over its size limit.
+func sizeDetail(field string, raw json.RawMessage, limit int) []Detail {
+	if n := len(compact(raw)); n > limit {
+		return []Detail{{Loc: []any{"body", field},
+			Msg: fmt.Sprintf("Value should be at most %d bytes of JSON, got %d", limit, n), Type: "too_long"}}
+	}
+	return nil
+}
+
 // CreateSource is the input of a new source.
 type CreateSource struct {
 	Name        string
@@ -60,6 +76,9 @@ func (m *Manager) Connector(ctx context.Context, name string) (*connector.Manife
 func (m *Manager) validateConfig(man *connector.Manifest, config json.RawMessage) []Detail {
 	if !isObject(config) {
 		return []Detail{{Loc: []any{"body", "config"}, Msg: "Input should be a valid object", Type: "dict_type"}}
+	}
+	if d := sizeDetail("config", config, MaxConfigSize); d != nil {
+		return d
 	}
 	if len(man.ConfigSchema) == 0 {
 		return nil
@@ -115,6 +134,8 @@ func (m *Manager) CreateSource(ctx context.Context, in CreateSource) (*state.Sou
 	hasCreds := len(in.Credentials) > 0 && !bytes.Equal(bytes.TrimSpace(in.Credentials), []byte("null"))
 	if hasCreds && !isObject(in.Credentials) {
 		details = append(details, Detail{Loc: []any{"body", "credentials"}, Msg: "Input should be a valid object", Type: "dict_type"})
+	} else if hasCreds {
+		details = append(details, sizeDetail("credentials", in.Credentials, MaxCredentialsSize)...)
 	}
 	if len(details) > 0 {
 		return nil, &ValidationError{Details: details}
@@ -195,6 +216,8 @@ func (m *Manager) UpdateSource(ctx context.Context, id string, p SourcePatch) (*
 	removeCreds := p.Credentials != nil && bytes.Equal(bytes.TrimSpace(p.Credentials), []byte("null"))
 	if p.Credentials != nil && !removeCreds && !isObject(p.Credentials) {
 		details = append(details, Detail{Loc: []any{"body", "credentials"}, Msg: "Input should be a valid object", Type: "dict_type"})
+	} else if p.Credentials != nil && !removeCreds {
+		details = append(details, sizeDetail("credentials", p.Credentials, MaxCredentialsSize)...)
 	}
 	if len(details) > 0 {
 		return nil, &ValidationError{Details: details}
@@ -243,8 +266,9 @@ func (m *Manager) DeleteSource(ctx context.Context, id string) error {
 		return &ConflictError{Code: CodeRunActive, RunID: run.ID,
 			Message: fmt.Sprintf("source %s has an active run %s; cancel it first", id, run.ID)}
 	}
-	// The source record goes first: once it is gone nothing can start a run,
-	// and what remains is cleaned up even if this stops half way.
+	// The source record goes first: once it is gone nothing can start a run.
+	// If this stops half way, what remains (credentials, checkpoint, runs)
+	// is unreachable through the API (ids are never reused) but stays in KV.
 	if err := m.store.Sources.Delete(ctx, id, 0); err != nil {
 		return unavailable("delete source", err)
 	}

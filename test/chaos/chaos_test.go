@@ -130,20 +130,24 @@ func (c *cluster) startManager() {
 	c.api.Base = ready["http"].(string)
 }
 
-func (c *cluster) startWorker() {
+func (c *cluster) startWorker(extra ...string) (*harness.Proc, string) {
 	c.t.Helper()
 	c.mu.Lock()
 	c.next++
 	id := fmt.Sprintf("chaos-w%02d", c.next)
 	c.mu.Unlock()
-	p := harness.Start(c.t, "worker "+id, bins["worker"],
+	// Later flags win: extra may override these.
+	args := append([]string{
 		"--nats-url", c.natsURL, "--id", id, "--concurrency", fmt.Sprint(c.prof.Concurrency),
 		"--heartbeat-timeout", heartbeat.String(), "--shutdown-grace", "5s",
-		"--max-attempts", "100", "--retry-backoff", "250ms", "--log-format", "json")
+		"--max-attempts", "100", "--retry-backoff", "250ms", "--log-format", "json",
+	}, extra...)
+	p := harness.Start(c.t, "worker "+id, bins["worker"], args...)
 	c.mu.Lock()
 	c.workers = append(c.workers, p)
 	c.ids = append(c.ids, id)
 	c.mu.Unlock()
+	return p, id
 }
 
 // killWorker kills a random live worker with SIGKILL and starts another.
@@ -160,22 +164,23 @@ func (c *cluster) killWorker(rng *rand.Rand) string {
 	return id
 }
 
-func runChaos(t *testing.T, sc scenario) {
-	if testing.Short() {
-		t.Skip("chaos suite skipped in -short mode")
-	}
-	prof := currentProfile()
+// newCluster starts NATS (clustered at replication 3 when nodes is 3) and a
+// manager without a worker.
+func newCluster(t *testing.T, prof profile, nodes int) *cluster {
 	c := &cluster{t: t, prof: prof, kills: map[string]time.Time{}, replicas: 1}
-	c.nats = startNATS(t, sc.nodes)
+	c.nats = startNATS(t, nodes)
 	c.natsURL = urls(c.nats)
-	if sc.nodes == 3 {
+	if nodes == 3 {
 		c.replicas = 3
 	}
 	c.startManager()
-	for range prof.Workers {
-		c.startWorker()
-	}
-	harness.Eventually(t, time.Minute, 50*time.Millisecond, "synthetic connector registered", func() bool {
+	return c
+}
+
+// waitConnector waits until a worker has registered the synthetic connector.
+func (c *cluster) waitConnector() {
+	c.t.Helper()
+	harness.Eventually(c.t, time.Minute, 50*time.Millisecond, "synthetic connector registered", func() bool {
 		var page struct {
 			Items []struct {
 				Name string `json:"name"`
@@ -191,6 +196,18 @@ func runChaos(t *testing.T, sc scenario) {
 		}
 		return false
 	})
+}
+
+func runChaos(t *testing.T, sc scenario) {
+	if testing.Short() {
+		t.Skip("chaos suite skipped in -short mode")
+	}
+	prof := currentProfile()
+	c := newCluster(t, prof, sc.nodes)
+	for range prof.Workers {
+		c.startWorker()
+	}
+	c.waitConnector()
 
 	runs := map[string]string{} // run id → source id
 	for i := range prof.Sources {

@@ -178,6 +178,8 @@ func TestBadInput(t *testing.T) {
 		{"POST", "/v1/sources", `{"name":"x","connector":"synthetic","config":{"count":1},"bogus":1}`, 422, "", "body.bogus"},
 		{"POST", "/v1/sources", `[1,2]`, 422, "", "body"},
 		{"POST", "/v1/sources", `{"name":"x","connector":"synthetic","config":{"count":1}}` + strings.Repeat(" ", 2<<20), 413, "too_large", ""},
+		{"POST", "/v1/sources", `{"name":"x","connector":"synthetic","config":{"count":1,"pad":"` + strings.Repeat("p", 300<<10) + `"}}`, 422, "", "body.config"},
+		{"POST", "/v1/sources", `{"name":"x","connector":"synthetic","config":{"count":1},"credentials":{"key":"` + strings.Repeat("k", 100<<10) + `"}}`, 422, "", "body.credentials"},
 		{"GET", "/v1/sources/nope", ``, 404, "not_found", ""},
 		{"PATCH", "/v1/sources/nope", `{"name":"y"}`, 404, "not_found", ""},
 		{"PATCH", "/v1/sources/" + id, `{"config":{"count":-1}}`, 422, "", "body.config.count"},
@@ -248,6 +250,15 @@ func TestBadInput(t *testing.T) {
 	s.Must(http.StatusOK, "GET", "/v1/runs", nil, &runs)
 	if runs.Total != 0 {
 		t.Fatalf("bad input created runs: %+v", runs)
+	}
+	// A page far past the end (even one whose offset would overflow) is empty.
+	var far struct {
+		Items []harness.Source `json:"items"`
+		Total int              `json:"total"`
+	}
+	s.Must(http.StatusOK, "GET", "/v1/sources?page=36028797018963969&size=512", nil, &far)
+	if len(far.Items) != 0 || far.Total != 1 {
+		t.Fatalf("page past the end: %+v", far)
 	}
 
 	// /health and /api/version answer.

@@ -1,0 +1,53 @@
+package manager
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Only one manager runs at a time: a second one waits for the lock and
+// takes it once the first stops.
+func TestSecondManagerWaitsForTheLock(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	nc, _ := e.n.Connect(t)
+	m2, err := New(nc, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 500*time.Millisecond)
+	defer cancel()
+	if err := m2.Start(ctx); err == nil || !strings.Contains(err.Error(), "another manager") {
+		t.Fatalf("second manager started beside the first: %v", err)
+	}
+
+	if err := e.m.Stop(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	m3 := e.startManager(Config{})
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("next manager waited %s for a released lock", took)
+	}
+	select {
+	case <-m3.Lost():
+		t.Fatal("new manager lost its lock")
+	default:
+	}
+}
+
+// A manager whose lock is taken from it says so, so that it can exit.
+func TestLostLockIsReported(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{HeartbeatTimeout: 2 * time.Second})
+	if err := e.m.store.Leases.Delete(e.ctx, LockKey, 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-e.m.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("lost lock not reported within 10 s")
+	}
+}
