@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -826,5 +827,55 @@ func TestSymlinkedRoot(t *testing.T) {
 	rec := attempt{cfg: filesystem.Config{Root: link}}.mustRun(t)
 	if got, want := trace(rec), []string{"emit a.txt", "emit sub/b.txt"}; !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// The checkpoint's file list survives any name, reads the older plain map,
+// and stays small enough for one event with 60,000 files.
+func TestCheckpointEncoding(t *testing.T) {
+	cp := filesystem.Checkpoint{Files: map[string]filesystem.FileState{
+		"plain.txt":        {Size: 1, MtimeNS: 2},
+		"tab\there.txt":    {Size: 3, MtimeNS: 4},
+		"new\nline.txt":    {Size: 5, MtimeNS: 6},
+		`quote"s\back.txt`: {Size: 7, MtimeNS: 8},
+		"ünïcødé/ファイル.md":  {Size: 9, MtimeNS: 10},
+	}, Partial: true, After: "plain.txt"}
+	raw, err := json.Marshal(cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back filesystem.Checkpoint
+	if err := json.Unmarshal(raw, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, cp) {
+		t.Fatalf("round trip: %+v, want %+v", back, cp)
+	}
+
+	var old filesystem.Checkpoint
+	if err := json.Unmarshal([]byte(`{"files":{"a.txt":{"size":1,"mtime_ns":2}},"partial":true,"after":"a.txt"}`), &old); err != nil {
+		t.Fatal(err)
+	}
+	if old.Files["a.txt"] != (filesystem.FileState{Size: 1, MtimeNS: 2}) || !old.Partial || old.After != "a.txt" {
+		t.Fatalf("plain map checkpoint: %+v", old)
+	}
+
+	big := filesystem.Checkpoint{Files: map[string]filesystem.FileState{}}
+	for i := range 60_000 {
+		big.Files[fmt.Sprintf("projects/team-%02d/docs/section-%03d/file-%06d.md", i%40, i%300, i)] = filesystem.FileState{Size: int64(1000 + i), MtimeNS: 1_700_000_000_000_000_000 + int64(i)*1_000_003}
+	}
+	raw, err = json.Marshal(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) > 900<<10 {
+		t.Fatalf("checkpoint of 60,000 files is %d bytes, over the ~1 MiB event limit", len(raw))
+	}
+	t.Logf("checkpoint of 60,000 files: %d bytes", len(raw))
+
+	for _, bad := range []string{`{"files_gz":"!!"}`, `{"files_gz":"aGVsbG8="}`} {
+		if err := json.Unmarshal([]byte(bad), &back); err == nil {
+			t.Errorf("%s: decoded without error", bad)
+		}
 	}
 }
