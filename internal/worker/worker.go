@@ -417,9 +417,10 @@ func (w *Worker) Stop(ctx context.Context) error {
 			return
 		}
 		w.stopPull()
-		w.pullWG.Wait()
 		// First ask every sync to stop at its next checkpoint; those that
 		// have not by shortly before the grace period ends are cancelled.
+		// This does not wait for the pull loops (a fetch may wait a second):
+		// a request they still receive sees shutdown and is handed back.
 		w.mu.Lock()
 		w.shutdown = true
 		for ar := range w.active {
@@ -430,6 +431,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 			}
 		}
 		w.mu.Unlock()
+		w.pullWG.Wait()
 		done := make(chan struct{})
 		go func() { w.runWG.Wait(); close(done) }()
 		soft := time.NewTimer(softStop(ctx))
