@@ -84,7 +84,6 @@ func (l *lock) refresh() {
 	defer close(l.done)
 	tick := time.NewTicker(l.ttl / 3)
 	defer tick.Stop()
-	lastOK := time.Now()
 	for {
 		select {
 		case <-l.stop:
@@ -93,16 +92,28 @@ func (l *lock) refresh() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), l.ttl/3)
 		now := time.Now().UTC()
-		rev, err := l.m.store.Leases.Update(ctx, LockKey, &state.Lease{WorkerID: l.holder, RefreshedAt: now}, l.rev)
+		rec := &state.Lease{WorkerID: l.holder, RefreshedAt: now}
+		rev, err := l.m.store.Leases.Update(ctx, LockKey, rec, l.rev)
+		if errors.Is(err, state.ErrConflict) {
+			// Our revision is gone: the lock expired while NATS was
+			// unreachable (a failover, say). If nobody took it, take it
+			// again; only another holder means another manager runs.
+			rev, err = l.m.store.Leases.Create(ctx, LockKey, rec)
+			if errors.Is(err, state.ErrExists) {
+				err = state.ErrConflict
+			}
+		}
 		cancel()
 		switch {
 		case err == nil:
-			l.rev, lastOK = rev, time.Now()
-		case errors.Is(err, state.ErrConflict), errors.Is(err, state.ErrNotFound), time.Since(lastOK) >= l.ttl:
-			l.m.log.Error("manager lock lost: another manager may be running; stopping", zap.Error(err))
+			l.rev = rev
+		case errors.Is(err, state.ErrConflict):
+			l.m.log.Error("manager lock taken by another manager; stopping", zap.Error(err))
 			close(l.lost)
 			return
 		default:
+			// NATS unreachable: keep trying. Workers need no manager, and
+			// nothing is applied while JetStream cannot answer anyway.
 			l.m.log.Warn("refresh the manager lock", zap.Error(err))
 		}
 	}

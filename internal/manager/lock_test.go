@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tributary-sync/tributary/pkg/state"
 )
 
 // Only one manager runs at a time: a second one waits for the lock and
@@ -38,11 +40,30 @@ func TestSecondManagerWaitsForTheLock(t *testing.T) {
 	}
 }
 
-// A manager whose lock is taken from it says so, so that it can exit.
-func TestLostLockIsReported(t *testing.T) {
+// A manager whose lock expired (NATS was unreachable) takes it again when
+// nobody else did.
+func TestExpiredLockIsRetaken(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{HeartbeatTimeout: 2 * time.Second})
 	if err := e.m.store.Leases.Delete(e.ctx, LockKey, 0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool {
+		l, _, err := e.m.store.Leases.Get(e.ctx, LockKey)
+		return err == nil && l.WorkerID == e.m.lock.holder
+	}, "the lock to be taken again")
+	select {
+	case <-e.m.Lost():
+		t.Fatal("an expired lock nobody else took was reported lost")
+	default:
+	}
+}
+
+// A manager whose lock another manager holds says so, so that it can exit.
+func TestLostLockIsReported(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{HeartbeatTimeout: 2 * time.Second})
+	if _, err := e.m.store.Leases.Put(e.ctx, LockKey, &state.Lease{WorkerID: "another-manager"}); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -232,6 +232,9 @@ func runChaos(t *testing.T, sc scenario) {
 		if done, err := allEnded(c.api, runs); err == nil && done {
 			break
 		}
+		if c.manager.Exited() {
+			t.Fatal("the manager exited")
+		}
 		now := time.Now()
 		if now.After(nextKill) {
 			killed = append(killed, c.killWorker(rng))
