@@ -30,15 +30,32 @@ func readEvents(t *testing.T, js jetstream.JetStream) []logged {
 		t.Fatalf("events stream: %v", err)
 	}
 	last := s.CachedInfo().State.LastSeq
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatalf("ordered consumer: %v", err)
-	}
 	var out []logged
+	var cons jetstream.Consumer
+	// A cluster that just lost a node may fail a request now and then: start
+	// a new ordered consumer after the last event read, until the deadline.
+	retry := func(what string, err error) {
+		if ctx.Err() != nil {
+			t.Fatalf("%s: %v (read %d events, stream ends at %d)", what, err, len(out), last)
+		}
+		cons = nil
+		time.Sleep(250 * time.Millisecond)
+	}
 	for len(out) == 0 || out[len(out)-1].seq < last {
+		if cons == nil {
+			cfg := jetstream.OrderedConsumerConfig{}
+			if len(out) > 0 {
+				cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, out[len(out)-1].seq+1
+			}
+			if cons, err = s.OrderedConsumer(ctx, cfg); err != nil {
+				retry("ordered consumer", err)
+				continue
+			}
+		}
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			t.Fatalf("fetch events: %v", err)
+			retry("fetch events", err)
+			continue
 		}
 		n := 0
 		for msg := range batch.Messages() {
@@ -54,7 +71,8 @@ func readEvents(t *testing.T, js jetstream.JetStream) []logged {
 			out = append(out, logged{seq: md.Sequence.Stream, env: env})
 		}
 		if err := batch.Error(); err != nil {
-			t.Fatalf("fetch events: %v", err)
+			retry("fetch events", err)
+			continue
 		}
 		if n == 0 && ctx.Err() != nil {
 			t.Fatalf("read %d events, stream ends at %d", len(out), last)
