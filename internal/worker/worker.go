@@ -347,7 +347,7 @@ func (w *Worker) pullLoop(cons jetstream.Consumer, c connector.Connector) {
 		// A bounded wait, not the stop context: cancelling a pull request
 		// could strand a message the server already sent until its ack
 		// deadline.
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))
 		if err != nil {
 			<-w.slots
 			w.log.Warn("fetch sync request", zap.String("connector", name), zap.Error(err))
@@ -373,6 +373,13 @@ func (w *Worker) pullLoop(cons jetstream.Consumer, c connector.Connector) {
 		}
 	}
 }
+
+// fetchWait bounds one pull request. A new request reaches a waiting pull at
+// once, but a redelivered one (handed back, nak'ed with a delay, or past its
+// ack wait) only reaches the next pull request: this is also the latency a
+// hand-off or a resume adds. Measured: 1 s here made a SIGTERM hand-off take
+// 1.0 s; 250 ms, 0.25 s.
+const fetchWait = 500 * time.Millisecond
 
 // onCancel cancels the run named by a cancel request, if it runs here.
 func (w *Worker) onCancel(m *nats.Msg) {

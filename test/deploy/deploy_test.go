@@ -1,8 +1,10 @@
 // Package deploy_test proves the production kit in deploy/: every NATS config
-// parses, the systemd units keep their shutdown invariant, and a real manager,
-// worker and indexer run a sync on a server started from the cluster config,
-// each with its own least-privilege user, while what a user must not do is
-// refused by the server.
+// parses as nats-server reads it; the systemd units keep their hardening and
+// their shutdown invariant; a real manager, worker and indexer, each as its
+// own least-privilege user, run syncs on a server started from node-1.conf
+// without one permission violation, while what a user must not do is refused;
+// and the three node configs form a cluster on which the manager's
+// --replicas 3 streams and buckets live.
 package deploy_test
 
 import (
@@ -11,10 +13,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -217,12 +221,16 @@ func readUnit(t *testing.T, path string) map[string]string {
 type violations struct {
 	mu    sync.Mutex
 	lines []string
+	first chan struct{} // closed at the first violation
 }
 
 func (v *violations) log(format string, args ...any) {
 	if line := fmt.Sprintf(format, args...); strings.Contains(line, "Violation") {
 		v.mu.Lock()
 		v.lines = append(v.lines, line)
+		if len(v.lines) == 1 {
+			close(v.first)
+		}
 		v.mu.Unlock()
 	}
 }
@@ -240,28 +248,29 @@ func (v *violations) snapshot() []string {
 	return append([]string(nil), v.lines...)
 }
 
-// startNode starts node-1.conf as a single server: the same accounts, users,
-// permissions and JetStream settings, on random loopback ports, without the
-// cluster, its store in a temporary directory.
-func startNode(t *testing.T) (*server.Server, *violations) {
+// nodeOptions returns node-N.conf's options as nats-server reads them,
+// moved to random loopback ports with the store in a temporary directory.
+func nodeOptions(t *testing.T, n int) *server.Options {
 	t.Helper()
-	setSecrets(t)
-	opts, err := server.ProcessConfigFile(filepath.Join(deployDir, "nats", "node-1.conf"))
+	opts, err := server.ProcessConfigFile(filepath.Join(deployDir, "nats", fmt.Sprintf("node-%d.conf", n)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts.Host, opts.Port = "127.0.0.1", -1
 	opts.HTTPHost, opts.HTTPPort = "", 0
-	opts.Cluster = server.ClusterOpts{}
-	opts.Routes = nil
+	opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", -1
 	opts.StoreDir = t.TempDir()
 	opts.JetStreamMaxStore = 1 << 30
 	opts.NoSigs = true
+	return opts
+}
+
+func startServer(t *testing.T, opts *server.Options, v *violations) *server.Server {
+	t.Helper()
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &violations{}
 	ns.SetLoggerV2(v, false, false, false)
 	ns.Start()
 	t.Cleanup(func() {
@@ -269,9 +278,21 @@ func startNode(t *testing.T) (*server.Server, *violations) {
 		ns.WaitForShutdown()
 	})
 	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
+		t.Fatalf("nats server %s not ready", opts.ServerName)
 	}
-	return ns, v
+	return ns
+}
+
+// startNode starts node-1.conf as a single server: the same accounts, users,
+// permissions and JetStream settings, without the cluster.
+func startNode(t *testing.T) (*server.Server, *violations) {
+	t.Helper()
+	setSecrets(t)
+	opts := nodeOptions(t, 1)
+	opts.Cluster = server.ClusterOpts{}
+	opts.Routes = nil
+	v := &violations{first: make(chan struct{})}
+	return startServer(t, opts, v), v
 }
 
 // client is a connection as one of the config's users, with the permission
@@ -350,32 +371,60 @@ func (c *client) denied(t *testing.T, what, subject string, op func(ctx context.
 	}
 }
 
-// TestLeastPrivilegeUsers runs a manager, a worker and an indexer, each as its
-// own user of the production config, through a sync with content; then tries
-// what each must not do.
-func TestLeastPrivilegeUsers(t *testing.T) {
-	ns, viol := startNode(t)
+// deployment is a manager and a worker, each connected as its own user.
+type deployment struct {
+	t    *testing.T
+	viol *violations
+	// ctx ends at the first permission violation: a request the server
+	// refused is never answered, and would otherwise only time out.
+	ctx    context.Context
+	m      *manager.Manager
+	mc, wc *client
+}
+
+// fatal fails the test, with the permission violations if there were any.
+func (d *deployment) fatal(format string, args ...any) {
+	d.t.Helper()
+	if v := d.viol.snapshot(); len(v) > 0 {
+		format += "\nthe code needed permissions the config does not grant:\n" + strings.Join(v, "\n")
+	}
+	d.t.Fatalf(format, args...)
+}
+
+// deploy starts a manager (--replicas) on managerNode and a worker hosting the
+// built-in connectors on workerNode, as the manager and worker users.
+func deploy(t *testing.T, viol *violations, managerNode, workerNode *server.Server, replicas int) *deployment {
+	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
+	go func() {
+		select {
+		case <-viol.first:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	d := &deployment{t: t, viol: viol, ctx: ctx}
 
-	mc := connect(t, ns, "manager", "TRIBUTARY_MANAGER_PASSWORD")
-	m, err := manager.New(mc.nc, manager.Config{Logger: log.Named("manager")})
+	d.mc = connect(t, managerNode, "manager", "TRIBUTARY_MANAGER_PASSWORD")
+	m, err := manager.New(d.mc.nc, manager.Config{Replicas: replicas, Logger: log.Named("manager")})
 	if err != nil {
-		t.Fatal(err)
+		d.fatal("%v", err)
 	}
 	if err := m.Start(ctx); err != nil {
-		t.Fatalf("manager start as user manager: %v", err)
+		d.fatal("manager start as user manager: %v", err)
 	}
 	t.Cleanup(func() { _ = m.Stop(context.Background()) })
+	d.m = m
 
-	wc := connect(t, ns, "worker", "TRIBUTARY_WORKER_PASSWORD")
-	w, err := worker.New(wc.nc, worker.Config{Connectors: builtin.All(), Logger: log.Named("worker")})
+	d.wc = connect(t, workerNode, "worker", "TRIBUTARY_WORKER_PASSWORD")
+	w, err := worker.New(d.wc.nc, worker.Config{Connectors: builtin.All(), Logger: log.Named("worker")})
 	if err != nil {
-		t.Fatal(err)
+		d.fatal("%v", err)
 	}
 	if err := w.Start(ctx); err != nil {
-		t.Fatalf("worker start as user worker: %v", err)
+		d.fatal("worker start as user worker: %v", err)
 	}
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -384,33 +433,124 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 			t.Errorf("worker stop: %v", err)
 		}
 	})
+	return d
+}
 
-	// A source with content (size) and credentials, synced to the end.
+// exercise drives the manager through what an operator does over the API —
+// create a source with content and credentials and sync it to the end; list
+// sources, runs, connectors and workers; cancel a running sync and delete its
+// source — and returns the completed run and its source.
+func (d *deployment) exercise() (*state.Source, *state.Run) {
+	d.t.Helper()
+	ctx, m := d.ctx, d.m
 	src, err := m.CreateSource(ctx, manager.CreateSource{
 		Name: "deploy", Connector: "synthetic",
 		Config:      json.RawMessage(`{"count":50,"size":64}`),
 		Credentials: json.RawMessage(`{"token":"s3cret"}`),
 	})
 	if err != nil {
-		t.Fatal(err)
+		d.fatal("create source: %v", err)
 	}
 	run, err := m.TriggerSync(ctx, src.ID, "", manager.TriggerManual)
 	if err != nil {
-		t.Fatal(err)
+		d.fatal("trigger sync: %v", err)
 	}
-	run = waitRun(ctx, t, m, run.ID)
+	run = d.waitRun(run.ID, func(r *state.Run) bool { return r.Status.Terminal() })
 	if run.Status != state.RunCompleted || run.DocumentsEmitted != 50 || run.DocumentsScanned != 50 {
-		t.Fatalf("run %s: %s, %d scanned, %d emitted, error %q; want completed, 50, 50",
+		d.fatal("run %s: %s, %d scanned, %d emitted, error %q; want completed, 50, 50",
 			run.ID, run.Status, run.DocumentsScanned, run.DocumentsEmitted, run.Error)
 	}
 
+	if srcs, err := m.ListSources(ctx); err != nil || len(srcs) != 1 {
+		d.fatal("list sources: %d, %v", len(srcs), err)
+	}
+	if runs, err := m.ListRuns(ctx, manager.RunFilter{SourceID: src.ID}); err != nil || len(runs) != 1 {
+		d.fatal("list runs: %d, %v", len(runs), err)
+	}
+	if conns, err := m.ListConnectors(ctx); err != nil || len(conns) != len(builtin.All()) {
+		d.fatal("list connectors: %d, %v", len(conns), err)
+	}
+
+	// A long sync, cancelled once it runs; then its source is deleted.
+	slow, err := m.CreateSource(ctx, manager.CreateSource{
+		Name: "slow", Connector: "synthetic", Config: json.RawMessage(`{"count":100000,"pace":"5ms"}`),
+	})
+	if err != nil {
+		d.fatal("create source: %v", err)
+	}
+	srun, err := m.TriggerSync(ctx, slow.ID, "", manager.TriggerManual)
+	if err != nil {
+		d.fatal("trigger sync: %v", err)
+	}
+	d.waitRun(srun.ID, func(r *state.Run) bool { return r.Status != state.RunQueued })
+	if _, err := m.CancelRun(ctx, srun.ID); err != nil {
+		d.fatal("cancel run: %v", err)
+	}
+	if srun = d.waitRun(srun.ID, func(r *state.Run) bool { return r.Status.Terminal() }); srun.Status != state.RunCancelled {
+		d.fatal("run %s: %s (%s), want cancelled", srun.ID, srun.Status, srun.Error)
+	}
+	if err := m.DeleteSource(ctx, slow.ID); err != nil {
+		d.fatal("delete source: %v", err)
+	}
+	return src, run
+}
+
+// waitRun watches the run record until done(run).
+func (d *deployment) waitRun(runID string, done func(*state.Run) bool) *state.Run {
+	d.t.Helper()
+	kw, err := d.m.Store().Runs.KV().Watch(d.ctx, runID)
+	if err != nil {
+		d.fatal("watch run: %v", err)
+	}
+	defer func() { _ = kw.Stop() }()
+	var run state.Run
+	for {
+		select {
+		case <-d.ctx.Done():
+			d.fatal("run %s: still %s (%v)", runID, run.Status, d.ctx.Err())
+		case e := <-kw.Updates():
+			if e == nil {
+				continue
+			}
+			if err := json.Unmarshal(e.Value(), &run); err != nil {
+				d.fatal("%v", err)
+			}
+			if done(&run) {
+				return &run
+			}
+		}
+	}
+}
+
+// TestLeastPrivilegeUsers runs a manager, a worker and an indexer, each as its
+// own user of the production config, through what they do; then tries what
+// each must not do.
+func TestLeastPrivilegeUsers(t *testing.T) {
+	ns, viol := startNode(t)
+	d := deploy(t, viol, ns, ns, 1)
+	src, run := d.exercise()
+
 	// The indexer reads the run's events and a document's content.
 	ic := connect(t, ns, "indexer", "TRIBUTARY_INDEXER_PASSWORD")
-	indexRun(ctx, t, ic, src.ID, run.ID)
+	indexRun(d, ic, src.ID, run.ID)
+
+	// A second manager waits for the manager lock (and reads who holds it).
+	m2, err := manager.New(connect(t, ns, "manager", "TRIBUTARY_MANAGER_PASSWORD").nc, manager.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lctx, lcancel := context.WithTimeout(d.ctx, time.Second)
+	defer lcancel()
+	if err := m2.Start(lctx); !errors.Is(err, context.DeadlineExceeded) {
+		d.fatal("second manager start: %v, want it to wait for the lock until its deadline", err)
+	}
 
 	if v := viol.snapshot(); len(v) > 0 {
-		t.Fatalf("the sync needed permissions the config does not grant:\n%s", strings.Join(v, "\n"))
+		d.fatal("permission violations")
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wc := d.wc
 
 	// What the worker must not do.
 	wc.denied(t, "worker deletes a stream", "$JS.API.STREAM.DELETE."+events.StreamSync, func(ctx context.Context) error {
@@ -445,6 +585,13 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 		_, err := wc.js.Publish(ctx, "$KV."+events.BucketRuns+"."+run.ID, []byte(`{}`))
 		return err
 	})
+	wc.denied(t, "worker deletes the manager lock", "$KV."+events.BucketLeases+"."+manager.LockKey, func(ctx context.Context) error {
+		kv, err := wc.js.KeyValue(ctx, events.BucketLeases)
+		if err != nil {
+			return err
+		}
+		return kv.Delete(ctx, manager.LockKey)
+	})
 	wc.denied(t, "worker requests a sync", events.SyncSubject("synthetic"), func(ctx context.Context) error {
 		_, err := wc.js.Publish(ctx, events.SyncSubject("synthetic"), []byte(`{}`))
 		return err
@@ -476,81 +623,139 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 	}
 }
 
-// waitRun watches the run record until the run ends.
-func waitRun(ctx context.Context, t *testing.T, m *manager.Manager, runID string) *state.Run {
-	t.Helper()
-	kw, err := m.Store().Runs.KV().Watch(ctx, runID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = kw.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			run, _ := m.GetRun(context.Background(), runID)
-			t.Fatalf("run %s did not end: %+v", runID, run)
-		case e := <-kw.Updates():
-			if e == nil {
-				continue
-			}
-			var run state.Run
-			if err := json.Unmarshal(e.Value(), &run); err != nil {
-				t.Fatal(err)
-			}
-			if run.Status.Terminal() {
-				return &run
-			}
-		}
-	}
-}
-
 // indexRun reads the run's events through the indexer's durable consumer up
 // to run.completed, and the content of its first document.
-func indexRun(ctx context.Context, t *testing.T, ic *client, sourceID, runID string) {
-	t.Helper()
+func indexRun(d *deployment, ic *client, sourceID, runID string) {
+	d.t.Helper()
+	ctx, fatal := d.ctx, d.fatal
 	cons, err := ic.js.CreateOrUpdateConsumer(ctx, events.StreamEvents, jetstream.ConsumerConfig{
 		Durable: "indexer", FilterSubject: events.RunEventSubjects(sourceID, runID),
 		AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
-		t.Fatalf("indexer consumer: %v", err)
+		fatal("indexer consumer: %v", err)
 	}
 	obs, err := ic.js.ObjectStore(ctx, events.BucketContent)
 	if err != nil {
-		t.Fatalf("indexer content store: %v", err)
+		fatal("indexer content store: %v", err)
 	}
 	var docs int
 	for {
 		msg, err := cons.Next(jetstream.FetchContext(ctx))
 		if err != nil {
-			t.Fatalf("indexer: after %d documents: %v", docs, err)
+			fatal("indexer: after %d documents: %v", docs, err)
 		}
 		env, err := events.Decode(msg.Data())
 		if err != nil {
-			t.Fatal(err)
+			fatal("%v", err)
 		}
 		if err := msg.Ack(); err != nil {
-			t.Fatal(err)
+			fatal("%v", err)
 		}
 		switch p := env.Payload().(type) {
 		case *events.DocumentUpserted:
 			if docs++; docs == 1 {
 				if p.Document.ContentID == "" {
-					t.Fatal("document without content")
+					fatal("document without content")
 				}
 				b, err := obs.GetBytes(ctx, p.Document.ContentID)
 				if err != nil {
-					t.Fatalf("indexer reads content %s: %v", p.Document.ContentID, err)
+					fatal("indexer reads content %s: %v", p.Document.ContentID, err)
 				}
 				if len(b) != 64 {
-					t.Errorf("content is %d bytes, want 64", len(b))
+					d.t.Errorf("content is %d bytes, want 64", len(b))
 				}
 			}
 		case *events.RunCompleted:
 			if docs != 50 {
-				t.Errorf("indexer read %d documents, want 50", docs)
+				d.t.Errorf("indexer read %d documents, want 50", docs)
 			}
 			return
 		}
+	}
+}
+
+// TestThreeNodeCluster forms the cluster of node-1.conf … node-3.conf, its
+// routes authenticated as configured, and runs the manager with --replicas 3
+// on node 1, a worker on node 3 and an indexer on node 2 through the same
+// operations; every stream and bucket then has three replicas.
+func TestThreeNodeCluster(t *testing.T) {
+	setSecrets(t)
+	viol := &violations{first: make(chan struct{})}
+	// Cluster ports, reserved: every node's routes name all three, as in
+	// production, so they must be known before the first node starts.
+	var ports []string
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports = append(ports, l.Addr().String())
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var nodes []*server.Server
+	for n := 1; n <= 3; n++ {
+		opts := nodeOptions(t, n)
+		_, port, _ := net.SplitHostPort(ports[n-1])
+		opts.Cluster.Port, _ = strconv.Atoi(port)
+		// The configured routes, credentials and all, at the test's ports.
+		for i, r := range opts.Routes {
+			r.Host = ports[i]
+		}
+		nodes = append(nodes, startServer(t, opts, viol))
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin := connect(t, nodes[1], "admin", "TRIBUTARY_ADMIN_PASSWORD")
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for ready := false; !ready; {
+		select {
+		case <-ctx.Done():
+			for _, ns := range nodes {
+				t.Logf("%s: %d remotes, JetStream peers %v", ns.Name(), ns.NumRemotes(), ns.JetStreamClusterPeers())
+			}
+			t.Fatal("the cluster did not form")
+		case <-tick.C:
+			// Every node routed to the two others, and a JetStream meta
+			// leader (the only node that lists the peers) that knows all three.
+			ready = true
+			peers := 0
+			for _, ns := range nodes {
+				ready = ready && ns.NumRemotes() == 2
+				peers = max(peers, len(ns.JetStreamClusterPeers()))
+			}
+			ready = ready && peers == 3
+			if ready {
+				_, err := admin.js.AccountInfo(ctx)
+				ready = err == nil
+			}
+		}
+	}
+
+	d := deploy(t, viol, nodes[0], nodes[2], 3)
+	src, run := d.exercise()
+	indexRun(d, connect(t, nodes[1], "indexer", "TRIBUTARY_INDEXER_PASSWORD"), src.ID, run.ID)
+	if v := viol.snapshot(); len(v) > 0 {
+		d.fatal("permission violations")
+	}
+
+	var streams int
+	for name := range admin.js.StreamNames(ctx).Name() {
+		streams++
+		st, err := admin.js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := st.CachedInfo()
+		if info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+			t.Errorf("stream %s: %d replicas configured, cluster %+v; want 3", name, info.Config.Replicas, info.Cluster)
+		}
+	}
+	if want := 3 + 8 + 1; streams != want { // streams, KV buckets, object store
+		t.Errorf("%d streams, want %d", streams, want)
 	}
 }
