@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/tributary-sync/tributary/internal/api"
@@ -64,15 +65,19 @@ func (c *counter) Sync(ctx context.Context, req *connector.SyncRequest, sc conne
 }
 
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	url string
 	c   *counter
 }
 
-func start(t *testing.T) *env {
+func start(t testing.TB) *env {
 	t.Helper()
 	n := testutil.StartNATS(t)
-	log := zaptest.NewLogger(t)
+	// A fuzz target must not log through f: stay quiet there.
+	log := zap.NewNop()
+	if tt, ok := t.(*testing.T); ok {
+		log = zaptest.NewLogger(tt)
+	}
 	m, err := manager.New(n.Conn, manager.Config{Logger: log})
 	if err != nil {
 		t.Fatal(err)
