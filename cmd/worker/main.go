@@ -66,7 +66,7 @@ func run(args []string) error {
 	}
 	nc, err := nats.Connect(*natsURL, opts...)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", *natsURL, err)
+		return fmt.Errorf("connect to NATS at %s: %w", cli.RedactURLs(*natsURL), err)
 	}
 	defer nc.Close()
 
