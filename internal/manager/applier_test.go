@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,8 +49,11 @@ func TestApplierFoldsEventsAcrossAttempts(t *testing.T) {
 	if r.Status != state.RunRunning || r.Attempt != 1 || r.WorkerID != "w1" || r.StartedAt == nil || !r.StartedAt.Equal(started.Time) {
 		t.Fatalf("after attempt 1: %+v", r)
 	}
-	cp, _ := e.checkpoint(src.ID)
-	if cp == nil || string(cp.Checkpoint) != `{"pos":3}` || cp.Final || cp.RunID != run.ID || cp.Attempt != 1 {
+	// The checkpoint follows the progress event and may be applied in a
+	// later batch.
+	var cp *state.Checkpoint
+	eventually(t, 10*time.Second, func() bool { cp, _ = e.checkpoint(src.ID); return cp != nil }, "attempt 1's checkpoint")
+	if string(cp.Checkpoint) != `{"pos":3}` || cp.Final || cp.RunID != run.ID || cp.Attempt != 1 {
 		t.Fatalf("checkpoint after attempt 1: %+v", cp)
 	}
 

@@ -178,7 +178,7 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 	log.Info("sync started", zap.String("mode", string(req.Mode)), zap.Bool("resumed", sreq.Resumed))
 	started := time.Now()
 
-	sc := &syncContext{pub: pub, content: &contentStore{obs: w.obs}, log: log}
+	sc := &syncContext{pub: pub, content: &contentStore{obs: w.obs, index: w.store.Content}, log: log}
 	w.mu.Lock()
 	ar.sc = sc
 	if w.shutdown {

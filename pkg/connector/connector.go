@@ -225,10 +225,33 @@ type SyncContext interface {
 }
 
 // ContentStorage stores document content in the JetStream object store and
-// returns content ids (ULIDs) to put in Document.ContentID.
+// returns content ids (ULIDs) to put in Document.ContentID. Each object keeps
+// the SHA-256 of its bytes, and identical content is stored once: saving it
+// again returns the same id.
 type ContentStorage interface {
 	// Save stores text content of the given type ("text/plain" when empty).
 	Save(ctx context.Context, text string, contentType string) (string, error)
 	// SaveBinary stores bytes of the given type.
 	SaveBinary(ctx context.Context, data []byte, contentType string) (string, error)
+	// ExtractText returns the plain text of a document's bytes: plain text,
+	// Markdown, HTML (the visible text), CSV, JSON, PDF, DOCX, PPTX or XLSX.
+	// The type is mimeType, else the type of filename's extension, else what
+	// the bytes look like. An unknown type is an error wrapping
+	// ErrUnsupportedContent, input over 50 MiB one wrapping
+	// ErrContentTooLarge, bytes that do not parse one wrapping
+	// ErrMalformedContent; text over 5 MiB is cut and Extracted.Truncated set.
+	// Any other error is the store's.
+	ExtractText(ctx context.Context, data []byte, mimeType, filename string) (Extracted, error)
+	// ExtractAndStore extracts the text as ExtractText does and stores it
+	// (as "text/plain; charset=utf-8"), returning its content id.
+	ExtractAndStore(ctx context.Context, data []byte, mimeType, filename string) (string, Extracted, error)
+}
+
+// Extracted is the text of a document.
+type Extracted struct {
+	Text string
+	// MimeType is the type the bytes were read as.
+	MimeType string
+	// Truncated is true when the text was cut at the 5 MiB limit.
+	Truncated bool
 }

@@ -68,6 +68,24 @@
 //   - Sync may be called concurrently for different sources: keep per-sync
 //     state local to Sync.
 //
+// # Content
+//
+// Content goes to the object store, not into events: Save stores text,
+// SaveBinary bytes, and both return the content id to put in
+// Document.ContentID. Identical content is stored once and keeps its id, so
+// an unchanged document looks unchanged. For PDFs, Office files, HTML, CSV
+// or JSON, ExtractAndStore stores the text indexers want (and ExtractText
+// only returns it); errors.Is(err, ErrUnsupportedContent) tells a type no
+// extractor knows, ErrMalformedContent a file that does not parse:
+//
+//	textID, ex, err := sc.Content().ExtractAndStore(ctx, data, "", "report.pdf")
+//	switch {
+//	case errors.Is(err, connector.ErrUnsupportedContent), errors.Is(err, connector.ErrMalformedContent):
+//		textID, err = sc.Content().SaveBinary(ctx, data, "application/pdf")
+//	case ex.Truncated:
+//		// the text was cut at 5 MiB
+//	}
+//
 // Connectors in other languages speak the same protocol over NATS; see
 // docs/protocol.md.
 package connector

@@ -44,6 +44,9 @@ const (
 	BucketWorkers = "tributary_workers"
 	// BucketContent is the object store holding document content, name <content_id>.
 	BucketContent = "tributary_content"
+	// BucketContentIndex maps the SHA-256 of content (hex) to the object in
+	// BucketContent holding it, so identical content is stored once.
+	BucketContentIndex = "tributary_content_index"
 
 	// HeaderMsgID is the JetStream de-duplication header; Tributary sets it to
 	// the event id.

@@ -145,3 +145,12 @@ type Lease struct {
 	AcquiredAt  time.Time `json:"acquired_at"`
 	RefreshedAt time.Time `json:"refreshed_at"`
 }
+
+// ContentRef is the stored object that holds content with a given SHA-256
+// digest, keyed by the digest in hex.
+type ContentRef struct {
+	ContentID   string    `json:"content_id"`
+	Size        int64     `json:"size"`
+	ContentType string    `json:"content_type"`
+	CreatedAt   time.Time `json:"created_at"`
+}

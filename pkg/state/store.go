@@ -48,6 +48,8 @@ type Store struct {
 	Connectors  *Table[ConnectorInfo]
 	Workers     *Table[Worker]
 	Leases      *Table[Lease]
+	// Content maps a content digest to the one stored object holding it.
+	Content *Table[ContentRef]
 }
 
 // Open creates or updates every bucket and returns the store. The manager
@@ -106,6 +108,7 @@ func build(mk func(name, desc string, ttl time.Duration) (jetstream.KeyValue, er
 	conns := kv(events.BucketConnectors, "Tributary connector manifests", 0)
 	workers := kv(events.BucketWorkers, "Tributary live workers", workerTTL)
 	leases := kv(events.BucketLeases, "Tributary source leases of executing runs", leaseTTL)
+	content := kv(events.BucketContentIndex, "Tributary content by SHA-256: identical content is stored once", 0)
 	if err != nil {
 		return nil, err
 	}
@@ -117,5 +120,6 @@ func build(mk func(name, desc string, ttl time.Duration) (jetstream.KeyValue, er
 	s.Connectors = newTable[ConnectorInfo](conns)
 	s.Workers = newTable[Worker](workers)
 	s.Leases = newTable[Lease](leases)
+	s.Content = newTable[ContentRef](content)
 	return &s, nil
 }

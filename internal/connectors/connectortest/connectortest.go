@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/tributary-sync/tributary/internal/extract"
 	"github.com/tributary-sync/tributary/pkg/connector"
 )
 
@@ -203,6 +204,21 @@ func (s storage) Save(ctx context.Context, text, contentType string) (string, er
 
 func (s storage) SaveBinary(ctx context.Context, data []byte, contentType string) (string, error) {
 	return s.put(ctx, Content{Data: slices.Clone(data), ContentType: contentType, Binary: true})
+}
+
+// ExtractText uses the worker's extractor, so connectors see real text.
+func (s storage) ExtractText(_ context.Context, data []byte, mimeType, filename string) (connector.Extracted, error) {
+	return extract.ForConnector(data, mimeType, filename)
+}
+
+// ExtractAndStore implements connector.ContentStorage.
+func (s storage) ExtractAndStore(ctx context.Context, data []byte, mimeType, filename string) (string, connector.Extracted, error) {
+	ex, err := s.ExtractText(ctx, data, mimeType, filename)
+	if err != nil {
+		return "", ex, err
+	}
+	id, err := s.Save(ctx, ex.Text, "text/plain; charset=utf-8")
+	return id, ex, err
 }
 
 func (s storage) put(ctx context.Context, c Content) (string, error) {

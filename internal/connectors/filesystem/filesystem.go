@@ -312,12 +312,7 @@ func (c *Connector) emitFile(ctx context.Context, sc connector.SyncContext, cfg 
 		return errSkip
 	}
 	mimeType := detectType(e.rel, data)
-	var contentID string
-	if isText(mimeType, data) {
-		contentID, err = sc.Content().Save(ctx, string(data), mimeType)
-	} else {
-		contentID, err = sc.Content().SaveBinary(ctx, data, mimeType)
-	}
+	contentID, extra, err := storeContent(ctx, sc, e.rel, mimeType, data)
 	if err != nil {
 		return fmt.Errorf("store content of %s: %w", e.rel, err)
 	}
@@ -333,6 +328,7 @@ func (c *Connector) emitFile(ctx context.Context, sc connector.SyncContext, cfg 
 			Size:      e.state.Size,
 			Path:      e.rel,
 			URL:       "file://" + filepath.ToSlash(e.abs),
+			Extra:     extra,
 		},
 		Permissions: connector.Permissions{Public: true},
 	}
@@ -340,6 +336,45 @@ func (c *Connector) emitFile(ctx context.Context, sc connector.SyncContext, cfg 
 		return sc.EmitUpdated(ctx, doc)
 	}
 	return sc.Emit(ctx, doc)
+}
+
+// storeContent stores a file's content and returns the content id for the
+// document: plain text and Markdown as they are; any other type the
+// extractor knows (HTML, CSV, JSON, PDF, Office) as its extracted text, with
+// the original bytes stored too and named in extra["raw_content_id"]; other
+// text (source code, YAML, XML) as it is; anything else as bytes. A file that fails extraction keeps its bytes, and the
+// reason is in extra["extract_error"].
+func storeContent(ctx context.Context, sc connector.SyncContext, name, mimeType string, data []byte) (string, map[string]any, error) {
+	base, _, _ := mime.ParseMediaType(mimeType)
+	if base == "text/plain" || base == "text/markdown" {
+		id, err := sc.Content().Save(ctx, string(data), mimeType)
+		return id, nil, err
+	}
+	textID, ex, err := sc.Content().ExtractAndStore(ctx, data, mimeType, name)
+	switch {
+	case errors.Is(err, connector.ErrUnsupportedContent):
+		// Source code, YAML, XML…: text as it is; anything else as bytes.
+		if isText(mimeType, data) {
+			id, err := sc.Content().Save(ctx, string(data), mimeType)
+			return id, nil, err
+		}
+		id, err := sc.Content().SaveBinary(ctx, data, mimeType)
+		return id, nil, err
+	case errors.Is(err, connector.ErrContentTooLarge), errors.Is(err, connector.ErrMalformedContent):
+		id, serr := sc.Content().SaveBinary(ctx, data, mimeType)
+		return id, map[string]any{"extract_error": err.Error()}, serr
+	case err != nil:
+		return "", nil, err
+	}
+	rawID, err := sc.Content().SaveBinary(ctx, data, mimeType)
+	if err != nil {
+		return "", nil, err
+	}
+	extra := map[string]any{"raw_content_id": rawID}
+	if ex.Truncated {
+		extra["text_truncated"] = true
+	}
+	return textID, extra, nil
 }
 
 // scan lists the matching regular files under the root, sorted by path so a

@@ -879,3 +879,49 @@ func TestCheckpointEncoding(t *testing.T) {
 		}
 	}
 }
+
+// Files of types the extractor knows reach indexers as text, with their
+// original bytes stored beside; a file that fails to parse keeps its bytes
+// and says why.
+func TestExtraction(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, "page.html", `<html><head><script>x()</script></head><body><h1>Title</h1><p>Body text</p></body></html>`, 1)
+	write(t, root, "data.json", `{"name":"tributary"}`, 2)
+	write(t, root, "broken.pdf", "%PDF-1.4 not really", 3)
+	write(t, root, "notes.md", "# Notes", 4)
+	rec := attempt{cfg: filesystem.Config{Root: root}}.mustRun(t)
+	docs := rec.Docs()
+	for _, tt := range []struct {
+		id, text, rawType string
+		extractErr        bool
+	}{
+		{"page.html", "Title\nBody text", "text/html", false},
+		{"data.json", "name: tributary", "application/json", false},
+		{"broken.pdf", "", "application/pdf", true},
+	} {
+		t.Run(tt.id, func(t *testing.T) {
+			doc := docs[tt.id]
+			c, ok := rec.ContentOf(doc)
+			if !ok {
+				t.Fatalf("content of %s not stored", tt.id)
+			}
+			if tt.extractErr {
+				if doc.Metadata.Extra["extract_error"] == nil || !c.Binary {
+					t.Fatalf("broken file: extra %v, content binary=%v", doc.Metadata.Extra, c.Binary)
+				}
+				return
+			}
+			if string(c.Data) != tt.text || !strings.HasPrefix(c.ContentType, "text/plain") {
+				t.Errorf("text %q (%s), want %q", c.Data, c.ContentType, tt.text)
+			}
+			rawID, _ := doc.Metadata.Extra["raw_content_id"].(string)
+			raw, ok := rec.ContentOf(connector.Document{ContentID: rawID})
+			if !ok || !strings.HasPrefix(raw.ContentType, tt.rawType) || !raw.Binary {
+				t.Errorf("raw bytes %q: %+v", rawID, raw)
+			}
+		})
+	}
+	if c, _ := rec.ContentOf(docs["notes.md"]); string(c.Data) != "# Notes" || docs["notes.md"].Metadata.Extra != nil {
+		t.Errorf("markdown stored as %q, extra %v", c.Data, docs["notes.md"].Metadata.Extra)
+	}
+}
