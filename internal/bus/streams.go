@@ -67,6 +67,17 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfi
 			MaxAge:      cfg.EventsMaxAge,
 			Duplicates:  cfg.DuplicateWindow,
 		},
+		{
+			// Kept without an age limit: an indexer may start from the
+			// beginning at any time.
+			Name:        events.StreamChanges,
+			Description: "Tributary change feed for indexers: tributary.changes.<source_id>.<created|updated|deleted>",
+			Subjects:    []string{events.ChangeSubjectsAll},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+			Duplicates:  cfg.DuplicateWindow,
+		},
 	}
 	for _, sc := range streams {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {

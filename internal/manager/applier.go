@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -134,6 +135,9 @@ func (m *Manager) applyBatch(ctx context.Context, batch []jetstream.Msg) error {
 
 // applyRun applies one run's events from a batch.
 func (m *Manager) applyRun(ctx context.Context, runID string, evs []applied) error {
+	// What the catalog made of each event, kept across a retry of the run
+	// write below: catalog work is done once per event.
+	judged := map[uint64]catalogResult{}
 	for {
 		run, rev, err := m.store.Runs.Get(ctx, runID)
 		if errors.Is(err, state.ErrNotFound) {
@@ -143,6 +147,9 @@ func (m *Manager) applyRun(ctx context.Context, runID string, evs []applied) err
 			return err
 		}
 		wasTerminal := run.Status.Terminal()
+		if err := m.judgeDocuments(ctx, run, evs, judged); err != nil {
+			return err
+		}
 		var checkpoint *events.Envelope
 		var finalCP json.RawMessage
 		changed := false
@@ -168,6 +175,15 @@ func (m *Manager) applyRun(ctx context.Context, runID string, evs []applied) err
 			if a.env.Attempt > 0 && a.env.Attempt < latest && !documentEvent(a.env.Type) {
 				continue
 			}
+			res, ok := judged[a.streamSeq]
+			if !ok {
+				var err error
+				if res, err = m.judge(ctx, run, a); err != nil {
+					return err
+				}
+				judged[a.streamSeq] = res
+			}
+			res.count(run)
 			switch p := a.env.Payload().(type) {
 			case *events.Checkpoint:
 				checkpoint = a.env
@@ -230,6 +246,8 @@ func applyEvent(run *state.Run, env *events.Envelope) {
 			run.DocumentsEmitted++
 		}
 	case *events.DocumentDeleted:
+		// Every deletion the connector reported counts, known to the
+		// catalog or not; the sweep adds the ones it finds.
 		run.DocumentsDeleted++
 	case *events.DocumentError:
 		run.DocumentsErrors++
@@ -285,4 +303,119 @@ func (m *Manager) storeCheckpoint(ctx context.Context, run *state.Run, env *even
 			return err
 		}
 	}
+}
+
+// catalogResult is what the catalog made of one event.
+type catalogResult struct {
+	outcome catalogOutcome
+	swept   uint64
+}
+
+func (r catalogResult) count(run *state.Run) {
+	switch r.outcome {
+	case outcomeNew:
+		run.DocumentsNew++
+	case outcomeChanged:
+		run.DocumentsChanged++
+	case outcomeUnchanged:
+		run.DocumentsUnchanged++
+	}
+	run.DocumentsDeleted += r.swept
+}
+
+// judge runs one event through the catalog: documents are compared and
+// recorded, deletions applied, and a completed full sync sweeps what it did
+// not see.
+func (m *Manager) judge(ctx context.Context, run *state.Run, a applied) (catalogResult, error) {
+	switch p := a.env.Payload().(type) {
+	case *events.DocumentUpserted:
+		out, err := m.catalogUpsert(ctx, run, a.env, a.streamSeq)
+		return catalogResult{outcome: out}, err
+	case *events.DocumentDeleted:
+		out, err := m.catalogDelete(ctx, run, a.env.Time, p.ExternalID, ReasonDeletedInSource, causeOfEvent(a.streamSeq))
+		return catalogResult{outcome: out}, err
+	case *events.RunCompleted:
+		if run.Mode != events.ModeFull {
+			return catalogResult{}, nil
+		}
+		n, err := m.sweep(ctx, run, a.env.Time)
+		return catalogResult{swept: n}, err
+	}
+	return catalogResult{}, nil
+}
+
+// catalogConcurrency bounds the documents of one batch judged at once.
+const catalogConcurrency = 32
+
+// judgeDocuments runs the batch's document events through the catalog
+// before they are folded in, many at a time: events of one document in
+// order, different documents concurrently. It selects the events exactly as
+// applyRun's loop will (not yet applied, not after the run's end, stale
+// attempts' documents included) and records what it made of each in judged.
+func (m *Manager) judgeDocuments(ctx context.Context, run *state.Run, evs []applied, judged map[uint64]catalogResult) error {
+	byDoc := map[string][]applied{}
+	var order []string
+	ended, latest := run.Status.Terminal(), run.Attempt
+	for _, a := range evs {
+		if a.streamSeq <= run.LastEventSeq || ended {
+			continue
+		}
+		if a.env.Type == events.TypeRunStarted {
+			latest = max(latest, a.env.Attempt)
+		}
+		stale := a.env.Attempt > 0 && a.env.Attempt < latest
+		if stale && !documentEvent(a.env.Type) {
+			continue
+		}
+		if a.env.Type.Terminal() {
+			ended = true
+		}
+		var id string
+		switch p := a.env.Payload().(type) {
+		case *events.DocumentUpserted:
+			id = p.Document.ExternalID
+		case *events.DocumentDeleted:
+			id = p.ExternalID
+		default:
+			continue
+		}
+		if _, done := judged[a.streamSeq]; done {
+			continue
+		}
+		if _, ok := byDoc[id]; !ok {
+			order = append(order, id)
+		}
+		byDoc[id] = append(byDoc[id], a)
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+		slots    = make(chan struct{}, catalogConcurrency)
+	)
+	for _, id := range order {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func(as []applied) {
+			defer func() { <-slots; wg.Done() }()
+			for _, a := range as {
+				res, err := m.judge(ctx, run, a)
+				mu.Lock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+				judged[a.streamSeq] = res
+				mu.Unlock()
+			}
+		}(byDoc[id])
+	}
+	wg.Wait()
+	return firstErr
 }

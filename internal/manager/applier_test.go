@@ -69,7 +69,9 @@ func TestApplierFoldsEventsAcrossAttempts(t *testing.T) {
 	a2.pub(&events.RunCompleted{Checkpoint: json.RawMessage(`{"pos":5}`), Scanned: 4})
 	r = e.waitRun(run.ID, "run completed", func(r *state.Run) bool { return r.Status == state.RunCompleted })
 
-	want := state.Counters{DocumentsScanned: 7, DocumentsEmitted: 5, DocumentsUpdated: 1, DocumentsDeleted: 1, DocumentsErrors: 1}
+	// The catalog: 0-4 are new; doc 0 came again unchanged (same fingerprint).
+	want := state.Counters{DocumentsScanned: 7, DocumentsEmitted: 5, DocumentsUpdated: 1, DocumentsDeleted: 1, DocumentsErrors: 1,
+		DocumentsNew: 5, DocumentsUnchanged: 1}
 	if counters(r) != want {
 		t.Fatalf("counters %+v, want %+v", counters(r), want)
 	}
@@ -136,7 +138,7 @@ func TestApplierRedeliveryIsIdempotent(t *testing.T) {
 	p.pub(&events.RunCompleted{Checkpoint: json.RawMessage(`{"pos":6,"final":true}`), Scanned: 6})
 	done := e.waitRun(run.ID, "completed", func(r *state.Run) bool { return r.Status == state.RunCompleted })
 	e.waitApplied(e.m)
-	want := state.Counters{DocumentsScanned: 6, DocumentsEmitted: 6, DocumentsDeleted: 1}
+	want := state.Counters{DocumentsScanned: 6, DocumentsEmitted: 6, DocumentsDeleted: 1, DocumentsNew: 6}
 	if counters(done) != want {
 		t.Fatalf("counters %+v, want %+v", counters(done), want)
 	}

@@ -25,7 +25,7 @@ func TestSyncCompletesWithCounters(t *testing.T) {
 	run := h.trigger(src.ID)
 
 	r := h.waitStatus(run.ID, state.RunCompleted)
-	want := state.Counters{DocumentsScanned: 25, DocumentsEmitted: 25, DocumentsDeleted: 2, DocumentsErrors: 1}
+	want := state.Counters{DocumentsScanned: 25, DocumentsEmitted: 25, DocumentsDeleted: 2, DocumentsErrors: 1, DocumentsNew: 25}
 	if r.Counters != want {
 		t.Fatalf("counters %+v, want %+v", r.Counters, want)
 	}

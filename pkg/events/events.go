@@ -27,6 +27,11 @@ const (
 	TypeRunCompleted     Type = "run.completed"
 	TypeRunFailed        Type = "run.failed"
 	TypeRunCancelled     Type = "run.cancelled"
+
+	// The change feed (TRIBUTARY_CHANGES), published by the manager.
+	TypeChangeCreated Type = "change.created"
+	TypeChangeUpdated Type = "change.updated"
+	TypeChangeDeleted Type = "change.deleted"
 )
 
 // Terminal reports whether the type ends a run.
@@ -146,6 +151,47 @@ type RunFailed struct {
 	Error string `json:"error"`
 }
 
+// Change is one real change of a document, as the catalog judged it: its
+// content, metadata, permissions or attributes differ from what the catalog
+// held, it is new, or it is gone. Published by the manager on
+// tributary.changes.<source_id>.<created|updated|deleted>; the envelope's
+// run_id is the run that caused it.
+type Change struct {
+	ExternalID string `json:"external_id"`
+	// Document is the document as it is now; absent for a deletion.
+	Document *Document `json:"document,omitempty"`
+	// Reason says why a document was deleted: "deleted_in_source" (the
+	// connector reported it) or "not_seen_in_full_sync".
+	Reason string `json:"reason,omitempty"`
+}
+
+// The payloads of the three change types.
+type (
+	// ChangeCreated reports a document new to the catalog.
+	ChangeCreated Change
+	// ChangeUpdated reports a document whose fingerprint changed.
+	ChangeUpdated Change
+	// ChangeDeleted reports a document gone from the source.
+	ChangeDeleted Change
+)
+
+func validateChange(c *Change, needDoc bool) error {
+	if err := prefixField("data.", validateExternalID(c.ExternalID)); err != nil {
+		return err
+	}
+	if needDoc && c.Document == nil {
+		return &FieldError{Field: "data.document", Msg: "is required"}
+	}
+	if c.Document != nil && c.Document.ExternalID != c.ExternalID {
+		return &FieldError{Field: "data.document.external_id", Msg: "must equal data.external_id"}
+	}
+	return nil
+}
+
+func (p *ChangeCreated) validate() error { return validateChange((*Change)(p), true) }
+func (p *ChangeUpdated) validate() error { return validateChange((*Change)(p), true) }
+func (p *ChangeDeleted) validate() error { return validateChange((*Change)(p), false) }
+
 // RunCancelled ends a run that was cancelled.
 type RunCancelled struct {
 	Reason string `json:"reason,omitempty"`
@@ -247,6 +293,12 @@ func newPayload(t Type) any {
 		return &RunFailed{}
 	case TypeRunCancelled:
 		return &RunCancelled{}
+	case TypeChangeCreated:
+		return &ChangeCreated{}
+	case TypeChangeUpdated:
+		return &ChangeUpdated{}
+	case TypeChangeDeleted:
+		return &ChangeDeleted{}
 	}
 	return nil
 }
@@ -276,6 +328,12 @@ func typeOf(payload any) (Type, bool) {
 		return TypeRunFailed, true
 	case *RunCancelled, RunCancelled:
 		return TypeRunCancelled, true
+	case *ChangeCreated, ChangeCreated:
+		return TypeChangeCreated, true
+	case *ChangeUpdated, ChangeUpdated:
+		return TypeChangeUpdated, true
+	case *ChangeDeleted, ChangeDeleted:
+		return TypeChangeDeleted, true
 	}
 	return "", false
 }
@@ -358,6 +416,8 @@ func (e *Envelope) Subject() string {
 		return ""
 	case TypeSyncCancel:
 		return CancelSubject(e.RunID)
+	case TypeChangeCreated, TypeChangeUpdated, TypeChangeDeleted:
+		return ChangeSubject(e.SourceID, e.Type)
 	}
 	return EventSubject(e.SourceID, e.RunID, e.Type)
 }

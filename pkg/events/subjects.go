@@ -3,6 +3,7 @@ package events
 import (
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 // Stream, bucket and subject names. They are part of the protocol: changing
@@ -16,6 +17,9 @@ const (
 	// StreamEvents holds everything workers report about runs:
 	// tributary.events.<source_id>.<run_id>.<type>.
 	StreamEvents = "TRIBUTARY_EVENTS"
+	// StreamChanges is the change feed for indexers: one event per real
+	// change of a document, tributary.changes.<source_id>.<created|updated|deleted>.
+	StreamChanges = "TRIBUTARY_CHANGES"
 
 	// SubjectSyncPrefix prefixes sync requests; the last token is the connector.
 	SubjectSyncPrefix = "tributary.sync."
@@ -23,6 +27,8 @@ const (
 	SubjectCancelPrefix = "tributary.cancel."
 	// SubjectEventsPrefix prefixes run events.
 	SubjectEventsPrefix = "tributary.events."
+	// SubjectChangesPrefix prefixes the change feed.
+	SubjectChangesPrefix = "tributary.changes."
 
 	// BucketSources holds source records, key <source_id>.
 	BucketSources = "tributary_sources"
@@ -44,6 +50,9 @@ const (
 	BucketWorkers = "tributary_workers"
 	// BucketContent is the object store holding document content, name <content_id>.
 	BucketContent = "tributary_content"
+	// BucketCatalog holds one record per document of every source, key
+	// <source_id>.<document key> (see state.CatalogKey).
+	BucketCatalog = "tributary_catalog"
 	// BucketContentIndex maps the SHA-256 of content (hex) to the object in
 	// BucketContent holding it, so identical content is stored once.
 	BucketContentIndex = "tributary_content_index"
@@ -88,3 +97,14 @@ func RunEventSubjects(sourceID, runID string) string {
 func SourceEventSubjects(sourceID string) string {
 	return fmt.Sprintf("%s%s.>", SubjectEventsPrefix, sourceID)
 }
+
+// ChangeSubject is the subject of a change of a document of the source.
+func ChangeSubject(sourceID string, t Type) string {
+	return SubjectChangesPrefix + sourceID + "." + strings.TrimPrefix(string(t), "change.")
+}
+
+// ChangeSubjectsAll matches the whole change feed.
+const ChangeSubjectsAll = SubjectChangesPrefix + ">"
+
+// SourceChangeSubjects matches the changes of one source.
+func SourceChangeSubjects(sourceID string) string { return SubjectChangesPrefix + sourceID + ".*" }

@@ -1,6 +1,8 @@
 package state
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"time"
 
@@ -61,6 +63,11 @@ type Counters struct {
 	DocumentsUpdated uint64 `json:"documents_updated"`
 	DocumentsDeleted uint64 `json:"documents_deleted"`
 	DocumentsErrors  uint64 `json:"documents_errors"`
+	// As the catalog judged the run's documents: new to the catalog,
+	// changed, or seen again unchanged (no change is published for those).
+	DocumentsNew       uint64 `json:"documents_new"`
+	DocumentsChanged   uint64 `json:"documents_changed"`
+	DocumentsUnchanged uint64 `json:"documents_unchanged"`
 }
 
 // Run is one sync of one source.
@@ -153,4 +160,42 @@ type ContentRef struct {
 	Size        int64     `json:"size"`
 	ContentType string    `json:"content_type"`
 	CreatedAt   time.Time `json:"created_at"`
+}
+
+// CatalogDoc is the catalog's record of one document of a source: what
+// indexers were last told about it.
+type CatalogDoc struct {
+	SourceID   string `json:"source_id"`
+	ExternalID string `json:"external_id"`
+	Title      string `json:"title,omitempty"`
+	ContentID  string `json:"content_id,omitempty"`
+	// Hash fingerprints title, content id (content is stored once per
+	// digest, so equal content has an equal id), metadata, permissions and
+	// attributes.
+	Hash         string             `json:"hash"`
+	Metadata     events.Metadata    `json:"metadata"`
+	Permissions  events.Permissions `json:"permissions"`
+	Attributes   map[string]any     `json:"attributes,omitempty"`
+	Status       string             `json:"status"`
+	FirstSeenRun string             `json:"first_seen_run"`
+	LastSeenRun  string             `json:"last_seen_run"`
+	// CreatedSeq and ChangedSeq are the events-stream sequences of the
+	// events that created and last changed the record, so that re-applying
+	// one after a crash is recognised as the same change.
+	CreatedSeq uint64    `json:"created_seq"`
+	ChangedSeq uint64    `json:"changed_seq"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// DocActive is the status of a catalog document the source holds.
+// Statuses that indexers report come later.
+const DocActive = "active"
+
+// CatalogKey is the catalog key of a document: the source id, a dot, and the
+// first 128 bits of the SHA-256 of the external id in hex (external ids may
+// hold any character; keys may not).
+func CatalogKey(sourceID, externalID string) string {
+	sum := sha256.Sum256([]byte(externalID))
+	return sourceID + "." + hex.EncodeToString(sum[:16])
 }

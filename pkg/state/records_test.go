@@ -101,7 +101,7 @@ func TestRecordJSON(t *testing.T) {
 			v:    &state.Run{ID: "run1", SourceID: "src1", Mode: events.ModeFull, Status: state.RunQueued, CreatedAt: at, UpdatedAt: at},
 			keys: []string{
 				"attempt", "connector", "created_at",
-				"documents_deleted", "documents_emitted", "documents_errors", "documents_scanned", "documents_updated",
+				"documents_changed", "documents_deleted", "documents_emitted", "documents_errors", "documents_new", "documents_scanned", "documents_unchanged", "documents_updated",
 				"id", "mode", "source_id", "status", "trigger", "updated_at",
 			},
 		},
@@ -110,7 +110,7 @@ func TestRecordJSON(t *testing.T) {
 			v:    fullRun,
 			keys: []string{
 				"attempt", "cancel_requested", "connector", "created_at", "dispatched",
-				"documents_deleted", "documents_emitted", "documents_errors", "documents_scanned", "documents_updated",
+				"documents_changed", "documents_deleted", "documents_emitted", "documents_errors", "documents_new", "documents_scanned", "documents_unchanged", "documents_updated",
 				"error", "finished_at", "id", "last_event_seq", "mode", "request_id", "scanned_base",
 				"source_id", "started_at", "status", "trigger", "updated_at", "worker_id",
 			},

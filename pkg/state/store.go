@@ -50,6 +50,8 @@ type Store struct {
 	Leases      *Table[Lease]
 	// Content maps a content digest to the one stored object holding it.
 	Content *Table[ContentRef]
+	// Catalog holds every document of every source, key CatalogKey.
+	Catalog *Table[CatalogDoc]
 }
 
 // Open creates or updates every bucket and returns the store. The manager
@@ -109,6 +111,7 @@ func build(mk func(name, desc string, ttl time.Duration) (jetstream.KeyValue, er
 	workers := kv(events.BucketWorkers, "Tributary live workers", workerTTL)
 	leases := kv(events.BucketLeases, "Tributary source leases of executing runs", leaseTTL)
 	content := kv(events.BucketContentIndex, "Tributary content by SHA-256: identical content is stored once", 0)
+	catalog := kv(events.BucketCatalog, "Tributary document catalog: every document of every source", 0)
 	if err != nil {
 		return nil, err
 	}
@@ -121,5 +124,6 @@ func build(mk func(name, desc string, ttl time.Duration) (jetstream.KeyValue, er
 	s.Workers = newTable[Worker](workers)
 	s.Leases = newTable[Lease](leases)
 	s.Content = newTable[ContentRef](content)
+	s.Catalog = newTable[CatalogDoc](catalog)
 	return &s, nil
 }

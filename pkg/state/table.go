@@ -186,6 +186,25 @@ func (t *Table[T]) List(ctx context.Context) ([]Entry[T], error) {
 	}
 }
 
+// EachKey calls fn with every key matching the subject-style filter (for
+// example "<source_id>.*"), streaming them rather than loading them all.
+func (t *Table[T]) EachKey(ctx context.Context, filter string, fn func(key string) error) error {
+	kl, err := t.kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil
+		}
+		return fmt.Errorf("%s keys: %w", t.name, err)
+	}
+	defer func() { _ = kl.Stop() }()
+	for k := range kl.Keys() {
+		if err := fn(k); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
 // TTL returns the bucket's time to live: how long a record lives after its
 // last write (0: forever).
 func (t *Table[T]) TTL(ctx context.Context) (time.Duration, error) {

@@ -755,7 +755,7 @@ func TestThreeNodeCluster(t *testing.T) {
 			t.Errorf("stream %s: %d replicas configured, cluster %+v; want 3", name, info.Config.Replicas, info.Cluster)
 		}
 	}
-	if want := 3 + 9 + 1; streams != want { // streams, KV buckets, object store
+	if want := 4 + 10 + 1; streams != want { // streams, KV buckets, object store
 		t.Errorf("%d streams, want %d", streams, want)
 	}
 }

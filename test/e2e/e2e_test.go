@@ -65,6 +65,9 @@ func TestFolderSync(t *testing.T) {
 	if r.Updated != 10 || r.Deleted != 3 || r.Emitted != 0 || r.Errors != 0 {
 		t.Fatalf("incremental run counters: want 10 updated, 3 deleted: %+v", r)
 	}
+	if r.Changed != 10 || r.New != 0 || r.Unchanged != 0 {
+		t.Fatalf("incremental run, as the catalog judged it: want 10 changed: %+v", r)
+	}
 
 	// Without a mode, a source with a checkpoint syncs incrementally: nothing
 	// changed, so nothing is reported.
@@ -80,6 +83,13 @@ func TestFolderSync(t *testing.T) {
 	s.Must(http.StatusOK, "GET", "/v1/runs?source_id="+src.ID+"&status=completed", nil, &runs)
 	if runs.Total != 3 || runs.Items[0].ID != r.ID {
 		t.Fatalf("run list: %+v", runs)
+	}
+
+	// A full re-sync of the unchanged folder: every document emitted, none
+	// a change (identical content keeps its content id).
+	r = s.WaitStatus(s.Sync(src.ID, map[string]any{"mode": "full"}).ID, "completed", time.Minute)
+	if r.Unchanged != files-3 || r.New+r.Changed+r.Deleted != 0 {
+		t.Fatalf("unchanged full re-sync: %+v", r)
 	}
 }
 

@@ -110,6 +110,9 @@ type Run struct {
 	Updated    int    `json:"documents_updated"`
 	Deleted    int    `json:"documents_deleted"`
 	Errors     int    `json:"documents_errors"`
+	New        int    `json:"documents_new"`
+	Changed    int    `json:"documents_changed"`
+	Unchanged  int    `json:"documents_unchanged"`
 	Error      string `json:"error"`
 	StartedAt  string `json:"started_at"`
 	FinishedAt string `json:"finished_at"`

@@ -1,0 +1,241 @@
+package manager
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/tributary-sync/tributary/pkg/events"
+	"github.com/tributary-sync/tributary/pkg/state"
+)
+
+// The catalog is the manager's record of every document of every source
+// (bucket tributary_catalog). The applier runs each document event through
+// it: a document whose fingerprint did not change is only marked seen; a
+// new, changed or deleted one is published on the change feed first and
+// recorded after, so a crash in between republishes the same change (same
+// Nats-Msg-Id, stored once) rather than losing it.
+
+// catalogOutcome is how the catalog judged one document event.
+type catalogOutcome int
+
+const (
+	outcomeNone catalogOutcome = iota
+	outcomeNew
+	outcomeChanged
+	outcomeUnchanged
+	outcomeDeleted
+)
+
+// Deletion reasons on the change feed.
+const (
+	ReasonDeletedInSource = "deleted_in_source"
+	ReasonNotSeen         = "not_seen_in_full_sync"
+)
+
+// docHash fingerprints what indexers care about. Content is stored once per
+// digest, so equal content has an equal content id.
+func docHash(d *events.Document) (string, error) {
+	b, err := json.Marshal(struct {
+		Title       string             `json:"t"`
+		ContentID   string             `json:"c"`
+		Metadata    events.Metadata    `json:"m"`
+		Permissions events.Permissions `json:"p"`
+		Attributes  map[string]any     `json:"a"`
+	}{d.Title, d.ContentID, d.Metadata, d.Permissions, d.Attributes})
+	if err != nil {
+		return "", fmt.Errorf("fingerprint %q: %w", d.ExternalID, err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// catalogUpsert applies a document.upserted at stream sequence seq.
+func (m *Manager) catalogUpsert(ctx context.Context, run *state.Run, env *events.Envelope, seq uint64) (catalogOutcome, error) {
+	p, ok := env.Payload().(*events.DocumentUpserted)
+	if !ok {
+		return outcomeNone, nil
+	}
+	doc := p.Document
+	key := state.CatalogKey(run.SourceID, doc.ExternalID)
+	hash, err := docHash(&doc)
+	if err != nil {
+		return outcomeNone, err
+	}
+	for {
+		cur, rev, err := m.store.Catalog.Get(ctx, key)
+		notFound := errors.Is(err, state.ErrNotFound)
+		if err != nil && !notFound {
+			return outcomeNone, err
+		}
+		now := time.Now().UTC()
+		switch {
+		case !notFound && cur.Hash == hash:
+			out := outcomeUnchanged
+			if cur.ChangedSeq == seq {
+				// This very event made the change, and the manager stopped
+				// before acknowledging it: the same change again, the same
+				// message id, stored once.
+				out = outcomeChanged
+				t := events.TypeChangeUpdated
+				if cur.CreatedSeq == seq {
+					out, t = outcomeNew, events.TypeChangeCreated
+				}
+				if err := m.publishChange(ctx, run, env.Time, t, &doc, "", causeOfEvent(seq)); err != nil {
+					return outcomeNone, err
+				}
+			}
+			if cur.LastSeenRun == run.ID {
+				return out, nil
+			}
+			cur.LastSeenRun, cur.UpdatedAt = run.ID, now
+			if _, err := m.store.Catalog.Update(ctx, key, cur, rev); errors.Is(err, state.ErrConflict) {
+				continue
+			} else if err != nil {
+				return outcomeNone, err
+			}
+			return out, nil
+		case notFound:
+			if err := m.publishChange(ctx, run, env.Time, events.TypeChangeCreated, &doc, "", causeOfEvent(seq)); err != nil {
+				return outcomeNone, err
+			}
+			rec := catalogRecord(run, &doc, hash, now)
+			rec.FirstSeenRun, rec.CreatedSeq, rec.ChangedSeq, rec.CreatedAt = run.ID, seq, seq, now
+			if _, err := m.store.Catalog.Create(ctx, key, rec); errors.Is(err, state.ErrExists) {
+				continue
+			} else if err != nil {
+				return outcomeNone, err
+			}
+			return outcomeNew, nil
+		default:
+			if err := m.publishChange(ctx, run, env.Time, events.TypeChangeUpdated, &doc, "", causeOfEvent(seq)); err != nil {
+				return outcomeNone, err
+			}
+			rec := catalogRecord(run, &doc, hash, now)
+			rec.FirstSeenRun, rec.CreatedSeq, rec.CreatedAt, rec.ChangedSeq = cur.FirstSeenRun, cur.CreatedSeq, cur.CreatedAt, seq
+			if _, err := m.store.Catalog.Update(ctx, key, rec, rev); errors.Is(err, state.ErrConflict) {
+				continue
+			} else if err != nil {
+				return outcomeNone, err
+			}
+			return outcomeChanged, nil
+		}
+	}
+}
+
+func catalogRecord(run *state.Run, doc *events.Document, hash string, now time.Time) *state.CatalogDoc {
+	return &state.CatalogDoc{
+		SourceID: run.SourceID, ExternalID: doc.ExternalID, Title: doc.Title, ContentID: doc.ContentID,
+		Hash: hash, Metadata: doc.Metadata, Permissions: doc.Permissions, Attributes: doc.Attributes,
+		Status: state.DocActive, LastSeenRun: run.ID, UpdatedAt: now,
+	}
+}
+
+// catalogDelete removes a document from the catalog and publishes its
+// deletion; a document the catalog does not hold is no change.
+func (m *Manager) catalogDelete(ctx context.Context, run *state.Run, at time.Time, externalID, reason, cause string) (catalogOutcome, error) {
+	key := state.CatalogKey(run.SourceID, externalID)
+	for {
+		_, rev, err := m.store.Catalog.Get(ctx, key)
+		if errors.Is(err, state.ErrNotFound) {
+			return outcomeNone, nil
+		}
+		if err != nil {
+			return outcomeNone, err
+		}
+		if err := m.publishChange(ctx, run, at, events.TypeChangeDeleted, &events.Document{ExternalID: externalID}, reason, cause); err != nil {
+			return outcomeNone, err
+		}
+		if err := m.store.Catalog.Delete(ctx, key, rev); errors.Is(err, state.ErrConflict) {
+			continue
+		} else if err != nil {
+			return outcomeNone, err
+		}
+		return outcomeDeleted, nil
+	}
+}
+
+// sweep deletes every catalog document of the run's source that the run
+// did not see: after a completed full sync, they are gone from the source.
+func (m *Manager) sweep(ctx context.Context, run *state.Run, at time.Time) (uint64, error) {
+	var gone []string
+	err := m.store.Catalog.EachKey(ctx, run.SourceID+".*", func(key string) error {
+		doc, _, err := m.store.Catalog.Get(ctx, key)
+		if errors.Is(err, state.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if doc.LastSeenRun != run.ID {
+			gone = append(gone, doc.ExternalID)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	for _, id := range gone {
+		out, err := m.catalogDelete(ctx, run, at, id, ReasonNotSeen, "sweep."+run.ID+"."+id)
+		if err != nil {
+			return n, err
+		}
+		if out == outcomeDeleted {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func causeOfEvent(seq uint64) string { return "event." + strconv.FormatUint(seq, 10) }
+
+// publishChange publishes one change and waits for it to be stored. Its id
+// is derived from what caused it, so a republish after a crash is the same
+// message and JetStream stores it once.
+func (m *Manager) publishChange(ctx context.Context, run *state.Run, at time.Time, t events.Type, doc *events.Document, reason, cause string) error {
+	c := events.Change{ExternalID: doc.ExternalID, Reason: reason}
+	if t != events.TypeChangeDeleted {
+		c.Document = doc
+	}
+	var payload any
+	switch t {
+	case events.TypeChangeCreated:
+		payload = (*events.ChangeCreated)(&c)
+	case events.TypeChangeUpdated:
+		payload = (*events.ChangeUpdated)(&c)
+	default:
+		payload = (*events.ChangeDeleted)(&c)
+	}
+	env, err := events.New(run.SourceID, run.ID, payload)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256([]byte(run.SourceID + "\x00" + run.ID + "\x00" + cause))
+	id, err := ulid.New(ulid.Timestamp(at), bytes.NewReader(sum[:]))
+	if err != nil {
+		return fmt.Errorf("change id: %w", err)
+	}
+	env.ID, env.Time = id.String(), at
+	data, err := env.Encode()
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(env.Subject())
+	msg.Data = data
+	msg.Header.Set(events.HeaderMsgID, env.ID)
+	if _, err := m.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(events.StreamChanges)); err != nil {
+		return fmt.Errorf("publish change: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,262 @@
+package manager
+
+import (
+	"encoding/json"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tributary-sync/tributary/pkg/events"
+	"github.com/tributary-sync/tributary/pkg/state"
+)
+
+// changes reads the whole change feed of a source, in order.
+func (e *env) changes(sourceID string) []*events.Envelope {
+	e.t.Helper()
+	st, err := e.js.Stream(e.ctx, events.StreamChanges)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := st.Info(e.ctx, jetstream.WithSubjectFilter(events.SourceChangeSubjects(sourceID)))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	want := 0
+	for _, n := range info.State.Subjects {
+		want += int(n)
+	}
+	var out []*events.Envelope
+	if want == 0 {
+		return out
+	}
+	cons, err := st.OrderedConsumer(e.ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SourceChangeSubjects(sourceID)}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for len(out) < want {
+		b, err := cons.Fetch(want-len(out), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		n := 0
+		for m := range b.Messages() {
+			n++
+			env, err := events.Decode(m.Data())
+			if err != nil {
+				e.t.Fatalf("change does not decode: %v", err)
+			}
+			out = append(out, env)
+		}
+		if n == 0 {
+			e.t.Fatalf("read %d of %d changes", len(out), want)
+		}
+	}
+	return out
+}
+
+func changeList(envs []*events.Envelope) []string {
+	var out []string
+	for _, env := range envs {
+		var id string
+		switch p := env.Payload().(type) {
+		case *events.ChangeCreated:
+			id = p.ExternalID
+		case *events.ChangeUpdated:
+			id = p.ExternalID
+		case *events.ChangeDeleted:
+			id = p.ExternalID + " (" + p.Reason + ")"
+		}
+		out = append(out, string(env.Type)+" "+id)
+	}
+	return out
+}
+
+// fullRun publishes a whole full-sync attempt emitting docs, ended by
+// outcome, and waits until the run ended.
+func (e *env) fullRun(src *state.Source, outcome any, docs ...events.Document) *state.Run {
+	e.t.Helper()
+	run, err := e.m.TriggerSync(e.ctx, src.ID, events.ModeFull, TriggerManual)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	a := e.attempt(run, 1)
+	a.pub(&events.RunStarted{WorkerID: "w", Connector: "fake", Mode: events.ModeFull})
+	for _, d := range docs {
+		a.pub(&events.DocumentUpserted{Document: d})
+	}
+	a.pub(outcome)
+	return e.waitRun(run.ID, "ended", func(r *state.Run) bool { return r.Status.Terminal() })
+}
+
+// eq compares change lists as multisets: changes of different documents
+// are judged concurrently, so only each document's own changes are ordered.
+func eq(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	a, b = slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b))
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestCatalogChangesAndSweep(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	e.register(fakeManifest)
+	src := e.createSource("s")
+	done := &events.RunCompleted{Checkpoint: json.RawMessage(`{}`)}
+
+	r := e.fullRun(src, done, doc("a"), doc("b"), doc("c"))
+	if r.DocumentsNew != 3 || r.DocumentsChanged+r.DocumentsUnchanged+r.DocumentsDeleted != 0 {
+		t.Fatalf("first sync counters: %+v", r.Counters)
+	}
+	want := []string{"change.created a", "change.created b", "change.created c"}
+	if got := changeList(e.changes(src.ID)); !eq(got, want) {
+		t.Fatalf("changes %q, want %q", got, want)
+	}
+
+	// The same documents again: seen, no change.
+	r = e.fullRun(src, done, doc("a"), doc("b"), doc("c"))
+	if r.DocumentsUnchanged != 3 || r.DocumentsNew+r.DocumentsChanged+r.DocumentsDeleted != 0 {
+		t.Fatalf("unchanged re-sync counters: %+v", r.Counters)
+	}
+	if got := changeList(e.changes(src.ID)); !eq(got, want) {
+		t.Fatalf("unchanged re-sync published changes: %q", got)
+	}
+
+	// b changes (its title), c is gone: one update, one deletion.
+	b2 := doc("b")
+	b2.Title = "b, edited"
+	r = e.fullRun(src, done, doc("a"), b2)
+	if r.DocumentsUnchanged != 1 || r.DocumentsChanged != 1 || r.DocumentsDeleted != 1 || r.DocumentsNew != 0 {
+		t.Fatalf("third sync counters: %+v", r.Counters)
+	}
+	want = append(want, "change.updated b", "change.deleted c (not_seen_in_full_sync)")
+	if got := changeList(e.changes(src.ID)); !eq(got, want) {
+		t.Fatalf("changes %q, want %q", got, want)
+	}
+
+	// A full sync that is cancelled or fails deletes nothing, whatever it saw.
+	e.fullRun(src, &events.RunCancelled{Reason: "test"})
+	e.fullRun(src, &events.RunFailed{Error: "test"}, doc("a"))
+	if got := changeList(e.changes(src.ID)); !eq(got, want) {
+		t.Fatalf("cancelled and failed syncs changed the feed: %q", got)
+	}
+	for _, id := range []string{"a", "b"} {
+		if _, _, err := e.m.store.Catalog.Get(e.ctx, state.CatalogKey(src.ID, id)); err != nil {
+			t.Fatalf("%s left the catalog: %v", id, err)
+		}
+	}
+}
+
+// A crashed attempt's resume emits documents again: each change is on the
+// feed once, and the re-emitted documents count as unchanged.
+func TestCatalogResumeChangesOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	e.register(fakeManifest)
+	src := e.createSource("s")
+	run := e.trigger(src.ID)
+	a1 := e.attempt(run, 1)
+	a1.pub(&events.RunStarted{WorkerID: "w1", Connector: "fake", Mode: events.ModeFull})
+	a1.pub(&events.DocumentUpserted{Document: doc("1")})
+	a1.pub(&events.Checkpoint{Checkpoint: json.RawMessage(`{"pos":1}`)})
+	a1.pub(&events.DocumentUpserted{Document: doc("2")})
+	// The worker dies; attempt 2 resumes after the checkpoint.
+	a2 := e.attempt(run, 2)
+	a2.pub(&events.RunStarted{WorkerID: "w2", Connector: "fake", Mode: events.ModeFull, Resumed: true})
+	a2.pub(&events.DocumentUpserted{Document: doc("2")})
+	a2.pub(&events.DocumentUpserted{Document: doc("3")})
+	a2.pub(&events.RunCompleted{Checkpoint: json.RawMessage(`{"pos":3}`)})
+	r := e.waitRun(run.ID, "completed", func(r *state.Run) bool { return r.Status == state.RunCompleted })
+	if r.DocumentsNew != 3 || r.DocumentsUnchanged != 1 {
+		t.Fatalf("counters %+v", r.Counters)
+	}
+	want := []string{"change.created 1", "change.created 2", "change.created 3"}
+	if got := changeList(e.changes(src.ID)); !eq(got, want) {
+		t.Fatalf("changes %q, want %q", got, want)
+	}
+
+	// The manager crashed after the catalog writes and before the run
+	// record's: the run record is as it was, the catalog already changed.
+	// Every event applied again changes nothing on the feed (same message
+	// ids) and gives the same counters.
+	e.waitApplied(e.m)
+	if _, _, err := e.m.store.Runs.Mutate(e.ctx, run.ID, func(r *state.Run) error {
+		r.LastEventSeq, r.Counters, r.Status, r.FinishedAt, r.Attempt, r.ScannedBase = 0, state.Counters{}, state.RunQueued, nil, 0, 0
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reapply(t, e, e.fetchAll(events.RunEventSubjects(src.ID, run.ID)), 2)
+	if got := changeList(e.changes(src.ID)); !eq(got, want) {
+		t.Fatalf("re-applied events changed the feed: %q", got)
+	}
+	if r2 := e.run(run.ID); r2.Counters != r.Counters {
+		t.Fatalf("re-applied events changed counters: %+v, was %+v", r2.Counters, r.Counters)
+	}
+}
+
+// An indexer built on events.ChangeFeed ends up with exactly the source's
+// documents, and a restarted indexer continues where it stopped.
+func TestChangeFeedIndexer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	e.register(fakeManifest)
+	src := e.createSource("s")
+	done := &events.RunCompleted{Checkpoint: json.RawMessage(`{}`)}
+
+	var mu sync.Mutex
+	view := map[string]string{} // external id → title
+	handled := 0
+	index := func(env *events.Envelope) error {
+		mu.Lock()
+		defer mu.Unlock()
+		handled++
+		switch p := env.Payload().(type) {
+		case *events.ChangeCreated:
+			view[p.ExternalID] = p.Document.Title
+		case *events.ChangeUpdated:
+			view[p.ExternalID] = p.Document.Title
+		case *events.ChangeDeleted:
+			delete(view, p.ExternalID)
+		}
+		return nil
+	}
+	feed, err := events.NewChangeFeed(e.ctx, e.js, events.ChangeFeedConfig{Durable: "indexer", SourceID: src.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := feed.Consume(index); err != nil {
+		t.Fatal(err)
+	}
+	e.fullRun(src, done, doc("a"), doc("b"), doc("c"))
+	eventually(t, 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return handled == 3 }, "3 changes indexed")
+	feed.Stop()
+
+	// While the indexer is down: b changes, c goes.
+	b2 := doc("b")
+	b2.Title = "b, edited"
+	e.fullRun(src, done, doc("a"), b2)
+	feed, err = events.NewChangeFeed(e.ctx, e.js, events.ChangeFeedConfig{Durable: "indexer", SourceID: src.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Stop()
+	if err := feed.Consume(index); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return handled == 5 }, "the 2 new changes indexed")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(view) != 2 || view["a"] != "title a" || view["b"] != "b, edited" {
+		t.Fatalf("indexer view %v", view)
+	}
+}
