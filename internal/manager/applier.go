@@ -25,8 +25,15 @@ const ApplierConsumer = "manager"
 // between redelivers the batch, and the run's LastEventSeq makes re-applying
 // it a no-op for counters and statuses, while checkpoint and active-run writes
 // are idempotent.
+//
+// Events must be applied in stream order, and the consumer acknowledges
+// with AckAll. A previous manager that died left messages delivered to it
+// and never acknowledged: acknowledging a later one would acknowledge
+// them too, unapplied. So a starting manager (which holds the manager lock:
+// nobody else consumes) recreates the consumer to deliver again from just
+// after its acknowledgement floor, in order.
 func (m *Manager) startApplier(ctx context.Context) error {
-	cons, err := m.js.CreateOrUpdateConsumer(ctx, events.StreamEvents, jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		Durable:       ApplierConsumer,
 		Description:   "Tributary manager: applies run events to run and checkpoint records",
 		FilterSubject: events.EventSubjectsAll,
@@ -34,7 +41,26 @@ func (m *Manager) startApplier(ctx context.Context) error {
 		AckWait:       30 * time.Second,
 		MaxAckPending: 20000,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	}
+	if old, err := m.js.Consumer(ctx, events.StreamEvents, ApplierConsumer); err == nil {
+		info, err := old.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("events consumer: %w", err)
+		}
+		if floor := info.AckFloor.Stream; info.Delivered.Stream > floor {
+			if err := m.js.DeleteConsumer(ctx, events.StreamEvents, ApplierConsumer); err != nil {
+				return fmt.Errorf("events consumer: reset: %w", err)
+			}
+			if floor > 0 {
+				cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, floor+1
+			}
+			m.log.Info("applying events again from the acknowledgement floor",
+				zap.Uint64("from_seq", floor+1), zap.Uint64("delivered_seq", info.Delivered.Stream))
+		}
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("events consumer: %w", err)
+	}
+	cons, err := m.js.CreateOrUpdateConsumer(ctx, events.StreamEvents, cfg)
 	if err != nil {
 		return fmt.Errorf("events consumer: %w", err)
 	}

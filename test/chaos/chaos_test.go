@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-sync/tributary/pkg/events"
 	"github.com/tributary-sync/tributary/test/harness"
 )
 
@@ -279,6 +280,9 @@ func runChaos(t *testing.T, sc scenario) {
 	log := readEvents(t, js)
 	rep := check(t, log, runs, prof.Docs, c.kills)
 	rep.log(t)
+	changes := readStream(t, js, events.StreamChanges)
+	checkChanges(t, changes, runs, prof.Docs)
+	t.Logf("change feed: %d changes, each document of each source created exactly once", len(changes))
 	if len(killed) > 0 && rep.resumes == 0 {
 		t.Errorf("%d workers killed but no run resumed", len(killed))
 	}

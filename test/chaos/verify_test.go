@@ -23,14 +23,23 @@ type logged struct {
 // readEvents reads the whole events stream with an ordered consumer.
 func readEvents(t *testing.T, js jetstream.JetStream) []logged {
 	t.Helper()
+	return readStream(t, js, events.StreamEvents)
+}
+
+// readStream reads a whole stream of Tributary envelopes.
+func readStream(t *testing.T, js jetstream.JetStream, stream string) []logged {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := js.Stream(ctx, events.StreamEvents)
+	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		t.Fatalf("events stream: %v", err)
 	}
 	last := s.CachedInfo().State.LastSeq
 	var out []logged
+	if last == 0 {
+		return out
+	}
 	var cons jetstream.Consumer
 	// A cluster that just lost a node may fail a request now and then: start
 	// a new ordered consumer after the last event read, until the deadline.
@@ -245,4 +254,34 @@ func docIndex(t *testing.T, externalID string) int {
 		t.Fatalf("unexpected external id %q", externalID)
 	}
 	return i
+}
+
+// checkChanges verifies the change feed: every document of every run's
+// source was created exactly once, and nothing was updated or deleted,
+// however many times crashed and resumed attempts emitted it.
+func checkChanges(t *testing.T, changes []logged, runs map[string]string, docs int) {
+	t.Helper()
+	created := map[string]map[string]int{} // source → external id → count
+	for _, l := range changes {
+		switch p := l.env.Payload().(type) {
+		case *events.ChangeCreated:
+			if created[l.env.SourceID] == nil {
+				created[l.env.SourceID] = map[string]int{}
+			}
+			created[l.env.SourceID][p.ExternalID]++
+		case *events.ChangeUpdated, *events.ChangeDeleted:
+			t.Errorf("unexpected %s of a document of source %s", l.env.Type, l.env.SourceID)
+		}
+	}
+	for _, src := range runs {
+		got := created[src]
+		if len(got) != docs {
+			t.Errorf("source %s: %d documents created on the change feed, want %d", src, len(got), docs)
+		}
+		for id, n := range got {
+			if n != 1 {
+				t.Errorf("source %s: %s created %d times", src, id, n)
+			}
+		}
+	}
 }
