@@ -41,7 +41,39 @@ const (
 const (
 	ReasonDeletedInSource = "deleted_in_source"
 	ReasonNotSeen         = "not_seen_in_full_sync"
+	ReasonSourceDeleted   = "source_deleted"
 )
+
+// SourceDeletedRunID is the run_id of the changes a source deletion causes.
+const SourceDeletedRunID = "source-deleted"
+
+// dropCatalog deletes every catalog document of the source, publishing each
+// deletion (reason source_deleted). Repeating it after an interruption
+// publishes each deletion once (same message ids) and finishes the rest.
+func (m *Manager) dropCatalog(ctx context.Context, sourceID string) error {
+	var ids []string
+	if err := m.store.Catalog.EachKey(ctx, sourceID+".*", func(key string) error {
+		doc, _, err := m.store.Catalog.Get(ctx, key)
+		if errors.Is(err, state.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ids = append(ids, doc.ExternalID)
+		return nil
+	}); err != nil {
+		return err
+	}
+	pseudo := &state.Run{ID: SourceDeletedRunID, SourceID: sourceID}
+	now := time.Now().UTC()
+	for _, id := range ids {
+		if _, err := m.catalogDelete(ctx, pseudo, now, id, ReasonSourceDeleted, "source-delete."+id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // docHash fingerprints what indexers care about. Content is stored once per
 // digest, so equal content has an equal content id.

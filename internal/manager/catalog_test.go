@@ -2,6 +2,7 @@ package manager
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -258,5 +259,52 @@ func TestChangeFeedIndexer(t *testing.T) {
 	defer mu.Unlock()
 	if len(view) != 2 || view["a"] != "title a" || view["b"] != "b, edited" {
 		t.Fatalf("indexer view %v", view)
+	}
+}
+
+// Deleting a source deletes its catalog and tells indexers of every
+// document it drops.
+func TestDeleteSourceDropsCatalog(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	e.register(fakeManifest)
+	src := e.createSource("s")
+	other := e.createSource("other")
+	done := &events.RunCompleted{Checkpoint: json.RawMessage(`{}`)}
+	e.fullRun(src, done, doc("a"), doc("b"))
+	e.fullRun(other, done, doc("a"))
+
+	if err := e.m.DeleteSource(e.ctx, src.ID); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"change.created a", "change.created b", "change.deleted a (source_deleted)", "change.deleted b (source_deleted)"}
+	if got := changeList(e.changes(src.ID)); !eq(got, want) {
+		t.Fatalf("changes %q, want %q", got, want)
+	}
+	for _, id := range []string{"a", "b"} {
+		if _, _, err := e.m.store.Catalog.Get(e.ctx, state.CatalogKey(src.ID, id)); err == nil {
+			t.Fatalf("%s is still in the catalog", id)
+		}
+	}
+	if _, _, err := e.m.store.Catalog.Get(e.ctx, state.CatalogKey(other.ID, "a")); err != nil {
+		t.Fatalf("another source's document went too: %v", err)
+	}
+	if _, _, err := e.m.store.Active.Get(e.ctx, src.ID); err == nil {
+		t.Fatal("the deletion's claim on the source was left behind")
+	}
+}
+
+// While a source is being deleted, no run of it can start.
+func TestDeletingClaimBlocksRuns(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	e.register(fakeManifest)
+	src := e.createSource("s")
+	if err := e.m.claimActive(e.ctx, src.ID, deletingPrefix+"x"); err != nil {
+		t.Fatal(err)
+	}
+	var ce *ConflictError
+	if _, err := e.m.TriggerSync(e.ctx, src.ID, events.ModeFull, TriggerManual); !errors.As(err, &ce) || ce.Code != CodeRunActive {
+		t.Fatalf("trigger during deletion: %v", err)
 	}
 }

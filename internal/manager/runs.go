@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,6 +20,14 @@ import (
 // Triggers say why a run exists.
 const (
 	TriggerManual = "manual"
+)
+
+// deletingPrefix marks the active-run claim a source deletion holds; a
+// claim older than deletingClaimTTL is a deletion that stopped half way and
+// may be taken over.
+const (
+	deletingPrefix   = "deleting-"
+	deletingClaimTTL = 2 * time.Minute
 )
 
 // activeRun returns the queued or running run of a source, or nil.
@@ -119,6 +128,9 @@ func (m *Manager) claimActive(ctx context.Context, sourceID, runID string) error
 		}
 		if err != nil {
 			return unavailable("read active run", err)
+		}
+		if strings.HasPrefix(cur.RunID, deletingPrefix) && time.Since(cur.CreatedAt) < deletingClaimTTL {
+			return &ConflictError{Code: CodeRunActive, Message: fmt.Sprintf("source %s is being deleted", sourceID)}
 		}
 		other, _, err := m.store.Runs.Get(ctx, cur.RunID)
 		if err != nil && !errors.Is(err, state.ErrNotFound) {

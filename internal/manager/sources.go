@@ -266,9 +266,21 @@ func (m *Manager) DeleteSource(ctx context.Context, id string) error {
 		return &ConflictError{Code: CodeRunActive, RunID: run.ID,
 			Message: fmt.Sprintf("source %s has an active run %s; cancel it first", id, run.ID)}
 	}
-	// The source record goes first: once it is gone nothing can start a run.
-	// If this stops half way, what remains (credentials, checkpoint, runs)
-	// is unreachable through the API (ids are never reused) but stays in KV.
+	// Hold the source's active-run claim while deleting, so that no run
+	// starts meanwhile.
+	claim := deletingPrefix + ulid.Make().String()
+	if err := m.claimActive(ctx, id, claim); err != nil {
+		return err
+	}
+	defer m.releaseActive(context.WithoutCancel(ctx), id, claim)
+	// Its documents first, while the source still exists: indexers are told
+	// of every deletion, and a DELETE that stops half way can be repeated.
+	if err := m.dropCatalog(ctx, id); err != nil {
+		return unavailable("delete documents", err)
+	}
+	// Then the source record: once it is gone nothing can start a run. If
+	// this stops half way, what remains (credentials, checkpoint, runs) is
+	// unreachable through the API (ids are never reused) but stays in KV.
 	if err := m.store.Sources.Delete(ctx, id, 0); err != nil {
 		return unavailable("delete source", err)
 	}
