@@ -115,6 +115,16 @@ func (s *Server) syncSource(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, runView(run))
 }
 
+// replaySource publishes the source's documents again on the change feed.
+func (s *Server) replaySource(w http.ResponseWriter, r *http.Request) {
+	rp, err := s.m.ReplaySource(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, rp)
+}
+
 func (s *Server) cancelSource(w http.ResponseWriter, r *http.Request) {
 	run, err := s.m.CancelSource(r.Context(), r.PathValue("id"))
 	if err != nil {

@@ -52,6 +52,7 @@ func (s *Server) routes() {
 	h("DELETE /v1/sources/{id}", s.deleteSource)
 	h("POST /v1/sources/{id}/sync", s.syncSource)
 	h("POST /v1/sources/{id}/cancel", s.cancelSource)
+	h("POST /v1/sources/{id}/replay", s.replaySource)
 
 	h("GET /v1/runs", s.listRuns)
 	h("GET /v1/runs/{id}", s.getRun)

@@ -271,3 +271,46 @@ func (m *Manager) publishChange(ctx context.Context, run *state.Run, at time.Tim
 	}
 	return nil
 }
+
+// ReasonReplay marks the changes a replay publishes.
+const ReasonReplay = "replay"
+
+// Replay is the outcome of ReplaySource.
+type Replay struct {
+	SourceID string `json:"source_id"`
+	// ReplayID is the run_id of the replayed changes.
+	ReplayID  string `json:"replay_id"`
+	Documents int    `json:"documents"`
+}
+
+// ReplaySource publishes every catalog document of the source again as a
+// change.created (reason "replay"), so an indexer can rebuild the source's
+// documents without the source being read again.
+func (m *Manager) ReplaySource(ctx context.Context, sourceID string) (*Replay, error) {
+	if _, err := m.GetSource(ctx, sourceID); err != nil {
+		return nil, err
+	}
+	rp := &Replay{SourceID: sourceID, ReplayID: "replay-" + ulid.Make().String()}
+	pseudo := &state.Run{ID: rp.ReplayID, SourceID: sourceID}
+	now := time.Now().UTC()
+	err := m.store.Catalog.EachKey(ctx, sourceID+".*", func(key string) error {
+		rec, _, err := m.store.Catalog.Get(ctx, key)
+		if errors.Is(err, state.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		doc := events.Document{ExternalID: rec.ExternalID, Title: rec.Title, ContentID: rec.ContentID,
+			Metadata: rec.Metadata, Permissions: rec.Permissions, Attributes: rec.Attributes}
+		if err := m.publishChange(ctx, pseudo, now, events.TypeChangeCreated, &doc, ReasonReplay, "replay."+rec.ExternalID); err != nil {
+			return err
+		}
+		rp.Documents++
+		return nil
+	})
+	if err != nil {
+		return nil, unavailable("replay", err)
+	}
+	return rp, nil
+}

@@ -308,3 +308,36 @@ func TestDeletingClaimBlocksRuns(t *testing.T) {
 		t.Fatalf("trigger during deletion: %v", err)
 	}
 }
+
+// A replay publishes every catalog document of the source again, marked as
+// a replay, without reading the source.
+func TestReplaySource(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	e.register(fakeManifest)
+	src := e.createSource("s")
+	e.fullRun(src, &events.RunCompleted{Checkpoint: json.RawMessage(`{}`)}, doc("a"), doc("b"))
+	rp, err := e.m.ReplaySource(e.ctx, src.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rp.Documents != 2 || rp.SourceID != src.ID {
+		t.Fatalf("replay %+v", rp)
+	}
+	replayed := 0
+	for _, env := range e.changes(src.ID) {
+		if p, ok := env.Payload().(*events.ChangeCreated); ok && p.Reason == ReasonReplay {
+			replayed++
+			if env.RunID != rp.ReplayID || p.Document == nil || p.Document.Title != "title "+p.ExternalID {
+				t.Fatalf("replayed change %+v %+v", env, p)
+			}
+		}
+	}
+	if replayed != 2 {
+		t.Fatalf("%d replayed changes, want 2", replayed)
+	}
+	var nf *NotFoundError
+	if _, err := e.m.ReplaySource(e.ctx, "nope"); !errors.As(err, &nf) {
+		t.Fatalf("replay of an unknown source: %v", err)
+	}
+}

@@ -161,7 +161,8 @@ type Change struct {
 	// Document is the document as it is now; absent for a deletion.
 	Document *Document `json:"document,omitempty"`
 	// Reason says why a document was deleted: "deleted_in_source" (the
-	// connector reported it) or "not_seen_in_full_sync".
+	// connector reported it), "not_seen_in_full_sync" or "source_deleted";
+	// on a change.created, "replay" marks a replayed document.
 	Reason string `json:"reason,omitempty"`
 }
 

@@ -200,6 +200,7 @@ func TestBadInput(t *testing.T) {
 		{"POST", "/v1/sources/" + id + "/sync", `{"mode":`, 400, "bad_request", ""},
 		{"POST", "/v1/sources/" + id + "/cancel", ``, 409, "run_not_active", ""},
 		{"POST", "/v1/sources/nope/cancel", ``, 404, "not_found", ""},
+		{"POST", "/v1/sources/nope/replay", ``, 404, "not_found", ""},
 		{"GET", "/v1/runs/nope", ``, 404, "not_found", ""},
 		{"POST", "/v1/runs/nope/cancel", ``, 404, "not_found", ""},
 		{"GET", "/v1/runs?status=bogus", ``, 422, "", "query.status"},
