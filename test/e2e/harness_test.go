@@ -23,7 +23,7 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	if bins, err = harness.Build(dir, true, "./cmd/manager", "./cmd/worker"); err != nil {
+	if bins, err = harness.Build(dir, true, "./cmd/manager", "./cmd/worker", "./test/indexer"); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
