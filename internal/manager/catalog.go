@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
 
@@ -259,13 +258,10 @@ func (m *Manager) publishChange(ctx context.Context, run *state.Run, at time.Tim
 		return fmt.Errorf("change id: %w", err)
 	}
 	env.ID, env.Time = id.String(), at
-	data, err := env.Encode()
+	msg, err := env.Msg()
 	if err != nil {
 		return err
 	}
-	msg := nats.NewMsg(env.Subject())
-	msg.Data = data
-	msg.Header.Set(events.HeaderMsgID, env.ID)
 	if _, err := m.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(events.StreamChanges)); err != nil {
 		return fmt.Errorf("publish change: %w", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
@@ -196,13 +195,10 @@ func (p *attemptPub) pub(payload any) *events.Envelope {
 
 func (e *env) publishEnv(env *events.Envelope) {
 	e.t.Helper()
-	data, err := env.Encode()
+	msg, err := env.Msg()
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	msg := nats.NewMsg(env.Subject())
-	msg.Data = data
-	msg.Header.Set(events.HeaderMsgID, env.ID)
 	if _, err := e.js.PublishMsg(e.ctx, msg, jetstream.WithExpectStream(events.StreamEvents)); err != nil {
 		e.t.Fatalf("publish %s: %v", env.Type, err)
 	}

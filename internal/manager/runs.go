@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
 	"go.uber.org/zap"
@@ -166,13 +165,10 @@ func (m *Manager) dispatch(ctx context.Context, src *state.Source, run *state.Ru
 		return fmt.Errorf("build sync request: %w", err)
 	}
 	env.ID = run.RequestID // stable across re-dispatch, so JetStream de-duplicates it
-	data, err := env.Encode()
+	msg, err := env.Msg()
 	if err != nil {
 		return err
 	}
-	msg := nats.NewMsg(env.Subject())
-	msg.Data = data
-	msg.Header.Set(events.HeaderMsgID, env.ID)
 	if _, err := m.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(events.StreamSync)); err != nil {
 		return unavailable("publish sync request", err)
 	}
@@ -270,13 +266,10 @@ func (m *Manager) CancelRun(ctx context.Context, id string) (*state.Run, error) 
 	if err != nil {
 		return nil, err
 	}
-	data, err := env.Encode()
+	msg, err := env.Msg()
 	if err != nil {
 		return nil, err
 	}
-	msg := nats.NewMsg(env.Subject())
-	msg.Data = data
-	msg.Header.Set(events.HeaderMsgID, env.ID)
 	if _, err := m.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(events.StreamCancel)); err != nil {
 		return nil, unavailable("publish cancel", err)
 	}

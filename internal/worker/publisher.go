@@ -42,14 +42,7 @@ func (p *publisher) build(payload any) (*nats.Msg, error) {
 	p.seq++
 	env.Seq = p.seq
 	env.Attempt = p.attempt
-	data, err := env.Encode()
-	if err != nil {
-		return nil, err
-	}
-	msg := nats.NewMsg(env.Subject())
-	msg.Data = data
-	msg.Header.Set(events.HeaderMsgID, env.ID)
-	return msg, nil
+	return env.Msg()
 }
 
 // async publishes payload without waiting for its acknowledgement.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -405,6 +406,19 @@ func marshal(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// Msg encodes the envelope as a NATS message on its subject, with the
+// Nats-Msg-Id header set to its id, ready to publish to JetStream.
+func (e *Envelope) Msg() (*nats.Msg, error) {
+	data, err := e.Encode()
+	if err != nil {
+		return nil, err
+	}
+	msg := nats.NewMsg(e.Subject())
+	msg.Data = data
+	msg.Header.Set(HeaderMsgID, e.ID)
+	return msg, nil
 }
 
 // Subject is the subject the envelope is published on.
