@@ -139,7 +139,14 @@ func run(args []string) error {
 	}
 	defer nc.Close()
 
-	m, err := manager.New(nc, manager.Config{Replicas: o.replicas, HeartbeatTimeout: o.heartbeatTimeout, Logger: log})
+	clientURL := cli.RedactURLs(o.natsURL)
+	if ns != nil {
+		clientURL = "in-process only"
+		if o.natsListen != "" {
+			clientURL = ns.ClientURL()
+		}
+	}
+	m, err := manager.New(nc, manager.Config{Replicas: o.replicas, HeartbeatTimeout: o.heartbeatTimeout, ClientURL: clientURL, Logger: log})
 	if err != nil {
 		return err
 	}

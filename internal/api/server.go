@@ -116,7 +116,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	nc := s.m.Conn()
-	natsInfo := map[string]any{"connected": nc.IsConnected(), "status": nc.Status().String(), "url": nc.ConnectedUrlRedacted()}
+	natsInfo := map[string]any{"connected": nc.IsConnected(), "status": nc.Status().String(), "url": s.m.ClientURL()}
 	if rtt, err := nc.RTT(); err == nil {
 		natsInfo["rtt_ms"] = float64(rtt.Microseconds()) / 1000
 	}

@@ -24,6 +24,9 @@ type Config struct {
 	// HeartbeatTimeout is the workers' heartbeat timeout; worker records
 	// expire after three of them. Default 10s.
 	HeartbeatTimeout time.Duration
+	// ClientURL is the NATS URL to show operators (/health): the embedded
+	// server's client address. Default: the connection's own URL.
+	ClientURL string
 	// ApplyBatch bounds how many events are applied per KV write; default 512.
 	ApplyBatch int
 	// Logger; default zap.NewNop().
@@ -87,6 +90,14 @@ func New(nc *nats.Conn, cfg Config) (*Manager, error) {
 
 // Store returns the state store (after Start).
 func (m *Manager) Store() *state.Store { return m.store }
+
+// ClientURL is the NATS URL clients should use, for display.
+func (m *Manager) ClientURL() string {
+	if m.cfg.ClientURL != "" {
+		return m.cfg.ClientURL
+	}
+	return m.nc.ConnectedUrlRedacted()
+}
 
 // Conn returns the NATS connection.
 func (m *Manager) Conn() *nats.Conn { return m.nc }

@@ -274,13 +274,16 @@ func TestBadInput(t *testing.T) {
 
 	// /health and /api/version answer.
 	var health struct {
-		Status    string `json:"status"`
+		Status string `json:"status"`
+		NATS   struct {
+			URL string `json:"url"`
+		} `json:"nats"`
 		JetStream struct {
 			OK bool `json:"ok"`
 		} `json:"jetstream"`
 	}
 	s.Must(http.StatusOK, "GET", "/health", nil, &health)
-	if health.Status != "ok" || !health.JetStream.OK {
+	if health.Status != "ok" || !health.JetStream.OK || health.NATS.URL != s.nats {
 		t.Fatalf("health: %+v", health)
 	}
 	var ver map[string]any
