@@ -51,14 +51,7 @@ const SourceDeletedRunID = "source-deleted"
 // publishes each deletion once (same message ids) and finishes the rest.
 func (m *Manager) dropCatalog(ctx context.Context, sourceID string) error {
 	var ids []string
-	if err := m.store.Catalog.EachKey(ctx, sourceID+".*", func(key string) error {
-		doc, _, err := m.store.Catalog.Get(ctx, key)
-		if errors.Is(err, state.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	if err := m.eachCatalogDoc(ctx, sourceID, func(doc *state.CatalogDoc) error {
 		ids = append(ids, doc.ExternalID)
 		return nil
 	}); err != nil {
@@ -200,20 +193,12 @@ func (m *Manager) catalogDelete(ctx context.Context, run *state.Run, at time.Tim
 // did not see: after a completed full sync, they are gone from the source.
 func (m *Manager) sweep(ctx context.Context, run *state.Run, at time.Time) (uint64, error) {
 	var gone []string
-	err := m.store.Catalog.EachKey(ctx, run.SourceID+".*", func(key string) error {
-		doc, _, err := m.store.Catalog.Get(ctx, key)
-		if errors.Is(err, state.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	if err := m.eachCatalogDoc(ctx, run.SourceID, func(doc *state.CatalogDoc) error {
 		if doc.LastSeenRun != run.ID {
 			gone = append(gone, doc.ExternalID)
 		}
 		return nil
-	})
-	if err != nil {
+	}); err != nil {
 		return 0, err
 	}
 	var n uint64
@@ -289,14 +274,7 @@ func (m *Manager) ReplaySource(ctx context.Context, sourceID string) (*Replay, e
 	rp := &Replay{SourceID: sourceID, ReplayID: "replay-" + ulid.Make().String()}
 	pseudo := &state.Run{ID: rp.ReplayID, SourceID: sourceID}
 	now := time.Now().UTC()
-	err := m.store.Catalog.EachKey(ctx, sourceID+".*", func(key string) error {
-		rec, _, err := m.store.Catalog.Get(ctx, key)
-		if errors.Is(err, state.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	err := m.eachCatalogDoc(ctx, sourceID, func(rec *state.CatalogDoc) error {
 		doc := events.Document{ExternalID: rec.ExternalID, Title: rec.Title, ContentID: rec.ContentID,
 			Metadata: rec.Metadata, Permissions: rec.Permissions, Attributes: rec.Attributes}
 		if err := m.publishChange(ctx, pseudo, now, events.TypeChangeCreated, &doc, ReasonReplay, "replay."+rec.ExternalID); err != nil {
@@ -309,4 +287,18 @@ func (m *Manager) ReplaySource(ctx context.Context, sourceID string) (*Replay, e
 		return nil, unavailable("replay", err)
 	}
 	return rp, nil
+}
+
+// eachCatalogDoc calls fn with every catalog document of the source.
+func (m *Manager) eachCatalogDoc(ctx context.Context, sourceID string, fn func(*state.CatalogDoc) error) error {
+	return m.store.Catalog.EachKey(ctx, sourceID+".*", func(key string) error {
+		doc, _, err := m.store.Catalog.Get(ctx, key)
+		if errors.Is(err, state.ErrNotFound) {
+			return nil // deleted since it was listed
+		}
+		if err != nil {
+			return err
+		}
+		return fn(doc)
+	})
 }

@@ -21,13 +21,7 @@ const waitTimeout = 10 * time.Second
 // eventually polls cond until it holds or timeout passes.
 func eventually(t testing.TB, timeout time.Duration, cond func() bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, timeout, cond, what)
 }
 
 // fakeManifest is the manifest a worker hosting "fake" would register.

@@ -133,6 +133,8 @@ type Worker struct {
 	// events is the events stream, read for a run's last attempt and
 	// checkpoint: the stream, not the manager's view of it, is the truth.
 	events jetstream.Stream
+	// cancels is the cancel stream, read for a run's stored cancel request.
+	cancels jetstream.Stream
 
 	slots chan struct{}
 
@@ -242,14 +244,18 @@ func (w *Worker) bind(ctx context.Context) error {
 			var obs jetstream.ObjectStore
 			var evs jetstream.Stream
 			obs, err = w.js.ObjectStore(ctx, events.BucketContent)
+			var cancels jetstream.Stream
 			if err == nil {
 				evs, err = w.js.Stream(ctx, events.StreamEvents)
+			}
+			if err == nil {
+				cancels, err = w.js.Stream(ctx, events.StreamCancel)
 			}
 			if err == nil {
 				var ttl time.Duration
 				ttl, err = store.Leases.TTL(ctx)
 				if err == nil {
-					w.store, w.obs, w.events = store, obs, evs
+					w.store, w.obs, w.events, w.cancels = store, obs, evs, cancels
 					// Refresh well inside whichever is shorter: our own
 					// heartbeat timeout or the TTL the manager gave leases.
 					w.leaseTTL = w.cfg.HeartbeatTimeout
@@ -400,11 +406,7 @@ func (w *Worker) onCancel(m *nats.Msg) {
 
 // cancelRequested reports whether a cancel request for the run is stored.
 func (w *Worker) cancelRequested(ctx context.Context, runID string) (bool, error) {
-	st, err := w.js.Stream(ctx, events.StreamCancel)
-	if err != nil {
-		return false, err
-	}
-	_, err = st.GetLastMsgForSubject(ctx, events.CancelSubject(runID))
+	_, err := w.cancels.GetLastMsgForSubject(ctx, events.CancelSubject(runID))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return false, nil
 	}
