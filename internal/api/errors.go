@@ -73,7 +73,12 @@ func capitalize(s string) string {
 // unknown fields and wrong types are a 422. It reports whether the caller
 // should go on; on false the response is written.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	return decodeBodyLimit(w, r, v, allowEmpty, maxBody)
+}
+
+// decodeBodyLimit is decodeBody with a body limit of its own.
+func decodeBodyLimit(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool, limit int64) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
@@ -101,7 +106,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) 
 	case errors.Is(err, errEOF):
 		writeProblem(w, http.StatusBadRequest, "bad_request", "Request body is required")
 	case errors.As(err, &mbe):
-		writeProblem(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("Request body is larger than %d bytes", maxBody))
+		writeProblem(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("Request body is larger than %d bytes", limit))
 	case errors.As(err, &syn):
 		writeProblem(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("Malformed JSON at byte %d: %v", syn.Offset, err))
 	case errors.As(err, &typ):

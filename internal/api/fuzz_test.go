@@ -13,6 +13,8 @@ import (
 //	go test ./internal/api -run '^$' -fuzz FuzzRequests -fuzztime 60s
 func FuzzRequests(f *testing.F) {
 	e := start(f)
+	_, src := e.do("POST", "/v1/sources", `{"name":"docs","connector":"counter","config":{"count":0}}`)
+	docs := "/v1/sources/" + src["id"].(string) + "/documents"
 	for _, seed := range []struct{ route, id, body string }{
 		{"create", "", `{"name":"a","connector":"counter","config":{"count":1}}`},
 		{"create", "", `{"name":"a","connector":"counter","config":{"count":"x"},"credentials":{"k":1}}`},
@@ -24,6 +26,11 @@ func FuzzRequests(f *testing.F) {
 		{"cancel", "", ``},
 		{"list", "", `page=0&size=99999999999999999999`},
 		{"list", "", `status=running&source_id=%00`},
+		{"doc-create", "", `{"external_id":"a","title":"A","content":"text","metadata":{"size":-1}}`},
+		{"doc-create", "", `{"content":"\u0000","permissions":{"users":[1]}}`},
+		{"doc-put", "0123456789abcdef0123456789abcdef", `{"title":null}`},
+		{"doc-status", "0123456789abcdef0123456789abcdef", `{"status":"indexed"}`},
+		{"doc-list", "", `page=2&size=1&status=pending&search=%FF`},
 	} {
 		f.Add(seed.route, seed.id, seed.body)
 	}
@@ -42,6 +49,14 @@ func FuzzRequests(f *testing.F) {
 			method, path = "POST", "/v1/runs/"+id+"/cancel"
 		case "list":
 			method, path, body = "GET", "/v1/runs?"+body, ""
+		case "doc-create":
+			method, path = "POST", docs
+		case "doc-put":
+			method, path = "PUT", docs+"/"+id
+		case "doc-status":
+			method, path = "POST", docs+"/"+id+"/status"
+		case "doc-list":
+			method, path, body = "GET", docs+"?"+body, ""
 		default:
 			method, path = "GET", "/v1/sources/"+id
 		}
@@ -58,7 +73,7 @@ func FuzzRequests(f *testing.F) {
 		if code >= 400 && out["code"] == nil && out["detail"] == nil {
 			t.Fatalf("%s %s %q: %d without an error shape: %v", method, path, body, code, out)
 		}
-		if code == http.StatusCreated {
+		if code == http.StatusCreated && route == "create" {
 			if sid, _ := out["id"].(string); sid != "" {
 				if c, got := e.do("GET", "/v1/sources/"+sid, ""); c != http.StatusOK || got["name"] != out["name"] {
 					t.Fatalf("created source %s reads back as %d %v", sid, c, got)

@@ -54,6 +54,14 @@ func (s *Server) routes() {
 	h("POST /v1/sources/{id}/cancel", s.cancelSource)
 	h("POST /v1/sources/{id}/replay", s.replaySource)
 
+	h("GET /v1/sources/{id}/documents", s.listDocuments)
+	h("POST /v1/sources/{id}/documents", s.createDocument)
+	h("GET /v1/sources/{id}/documents/{doc_id}", s.getDocument)
+	h("PUT /v1/sources/{id}/documents/{doc_id}", s.updateDocument)
+	h("DELETE /v1/sources/{id}/documents/{doc_id}", s.deleteDocument)
+	h("GET /v1/sources/{id}/documents/{doc_id}/content", s.getContent)
+	h("POST /v1/sources/{id}/documents/{doc_id}/status", s.setDocumentStatus)
+
 	h("GET /v1/runs", s.listRuns)
 	h("GET /v1/runs/{id}", s.getRun)
 	h("POST /v1/runs/{id}/cancel", s.cancelRun)

@@ -96,6 +96,8 @@ func (m *Manager) catalogUpsert(ctx context.Context, run *state.Run, env *events
 	if err != nil {
 		return outcomeNone, err
 	}
+	unlock := m.lockKey(key)
+	defer unlock()
 	for {
 		cur, rev, err := m.store.Catalog.Get(ctx, key)
 		notFound := errors.Is(err, state.ErrNotFound)
@@ -119,27 +121,31 @@ func (m *Manager) catalogUpsert(ctx context.Context, run *state.Run, env *events
 					return outcomeNone, err
 				}
 			}
-			if cur.LastSeenRun == run.ID {
+			if cur.LastSeenRun == run.ID && cur.Origin == state.OriginSync {
 				return out, nil
 			}
-			cur.LastSeenRun, cur.UpdatedAt = run.ID, now
+			// A document the source emits is the source's, even if it was
+			// added by hand: the sweep may delete it from now on.
+			cur.LastSeenRun, cur.Origin, cur.UpdatedAt = run.ID, state.OriginSync, now
 			if _, err := m.store.Catalog.Update(ctx, key, cur, rev); errors.Is(err, state.ErrConflict) {
 				continue
 			} else if err != nil {
 				return outcomeNone, err
 			}
-			return out, nil
+			return out, nil // nothing the index holds changed
 		case notFound:
 			if err := m.publishChange(ctx, run, env.Time, events.TypeChangeCreated, &doc, "", causeOfEvent(seq)); err != nil {
 				return outcomeNone, err
 			}
 			rec := catalogRecord(run, &doc, hash, now)
 			rec.FirstSeenRun, rec.CreatedSeq, rec.ChangedSeq, rec.CreatedAt = run.ID, seq, seq, now
-			if _, err := m.store.Catalog.Create(ctx, key, rec); errors.Is(err, state.ErrExists) {
+			nrev, err := m.store.Catalog.Create(ctx, key, rec)
+			if errors.Is(err, state.ErrExists) {
 				continue
 			} else if err != nil {
 				return outcomeNone, err
 			}
+			m.docs.put(run.SourceID, rec, nrev)
 			return outcomeNew, nil
 		default:
 			if err := m.publishChange(ctx, run, env.Time, events.TypeChangeUpdated, &doc, "", causeOfEvent(seq)); err != nil {
@@ -147,11 +153,13 @@ func (m *Manager) catalogUpsert(ctx context.Context, run *state.Run, env *events
 			}
 			rec := catalogRecord(run, &doc, hash, now)
 			rec.FirstSeenRun, rec.CreatedSeq, rec.CreatedAt, rec.ChangedSeq = cur.FirstSeenRun, cur.CreatedSeq, cur.CreatedAt, seq
-			if _, err := m.store.Catalog.Update(ctx, key, rec, rev); errors.Is(err, state.ErrConflict) {
+			nrev, err := m.store.Catalog.Update(ctx, key, rec, rev)
+			if errors.Is(err, state.ErrConflict) {
 				continue
 			} else if err != nil {
 				return outcomeNone, err
 			}
+			m.docs.put(run.SourceID, rec, nrev)
 			return outcomeChanged, nil
 		}
 	}
@@ -161,7 +169,7 @@ func catalogRecord(run *state.Run, doc *events.Document, hash string, now time.T
 	return &state.CatalogDoc{
 		SourceID: run.SourceID, ExternalID: doc.ExternalID, Title: doc.Title, ContentID: doc.ContentID,
 		Hash: hash, Metadata: doc.Metadata, Permissions: doc.Permissions, Attributes: doc.Attributes,
-		Status: state.DocActive, LastSeenRun: run.ID, UpdatedAt: now,
+		Status: state.DocPending, Origin: state.OriginSync, LastSeenRun: run.ID, UpdatedAt: now,
 	}
 }
 
@@ -169,6 +177,8 @@ func catalogRecord(run *state.Run, doc *events.Document, hash string, now time.T
 // deletion; a document the catalog does not hold is no change.
 func (m *Manager) catalogDelete(ctx context.Context, run *state.Run, at time.Time, externalID, reason, cause string) (catalogOutcome, error) {
 	key := state.CatalogKey(run.SourceID, externalID)
+	unlock := m.lockKey(key)
+	defer unlock()
 	for {
 		_, rev, err := m.store.Catalog.Get(ctx, key)
 		if errors.Is(err, state.ErrNotFound) {
@@ -185,6 +195,7 @@ func (m *Manager) catalogDelete(ctx context.Context, run *state.Run, at time.Tim
 		} else if err != nil {
 			return outcomeNone, err
 		}
+		m.docs.remove(run.SourceID, externalID, rev)
 		return outcomeDeleted, nil
 	}
 }
@@ -194,7 +205,7 @@ func (m *Manager) catalogDelete(ctx context.Context, run *state.Run, at time.Tim
 func (m *Manager) sweep(ctx context.Context, run *state.Run, at time.Time) (uint64, error) {
 	var gone []string
 	if err := m.eachCatalogDoc(ctx, run.SourceID, func(doc *state.CatalogDoc) error {
-		if doc.LastSeenRun != run.ID {
+		if doc.LastSeenRun != run.ID && doc.Origin != state.OriginManual {
 			gone = append(gone, doc.ExternalID)
 		}
 		return nil
@@ -289,16 +300,10 @@ func (m *Manager) ReplaySource(ctx context.Context, sourceID string) (*Replay, e
 	return rp, nil
 }
 
-// eachCatalogDoc calls fn with every catalog document of the source.
+// eachCatalogDoc calls fn with every catalog document of the source,
+// streamed through one watcher.
 func (m *Manager) eachCatalogDoc(ctx context.Context, sourceID string, fn func(*state.CatalogDoc) error) error {
-	return m.store.Catalog.EachKey(ctx, sourceID+".*", func(key string) error {
-		doc, _, err := m.store.Catalog.Get(ctx, key)
-		if errors.Is(err, state.ErrNotFound) {
-			return nil // deleted since it was listed
-		}
-		if err != nil {
-			return err
-		}
-		return fn(doc)
+	return m.store.Catalog.Each(ctx, sourceID+".*", func(e state.Entry[state.CatalogDoc]) error {
+		return fn(e.Value)
 	})
 }

@@ -55,6 +55,8 @@ func (e *ConflictError) Error() string { return e.Message }
 const (
 	CodeRunActive    = "run_active"
 	CodeRunNotActive = "run_not_active"
+	// CodeDocumentExists: a document with that external id exists.
+	CodeDocumentExists = "document_exists"
 )
 
 // ErrUnavailable wraps failures of the bus; the API answers 503.

@@ -4,8 +4,10 @@ package manager
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +16,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tributary-sync/tributary/internal/bus"
+	"github.com/tributary-sync/tributary/internal/content"
+	"github.com/tributary-sync/tributary/pkg/events"
 	"github.com/tributary-sync/tributary/pkg/state"
 )
 
@@ -73,6 +77,12 @@ type Manager struct {
 	consume   jetstream.ConsumeContext
 	stopOnce  sync.Once
 	lock      *lock
+
+	content   *content.Store
+	docs      *docIndex
+	keyLocks  keyLocks
+	statusSub *nats.Subscription
+	statusSem chan struct{}
 }
 
 // New returns a manager over the NATS connection nc.
@@ -85,7 +95,8 @@ func New(nc *nats.Conn, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manager: jetstream: %w", err)
 	}
-	return &Manager{cfg: cfg, nc: nc, js: js, log: cfg.Logger, schemas: newSchemas()}, nil
+	return &Manager{cfg: cfg, nc: nc, js: js, log: cfg.Logger, schemas: newSchemas(),
+		docs: newDocIndex(), statusSem: make(chan struct{}, 32)}, nil
 }
 
 // Store returns the state store (after Start).
@@ -116,6 +127,11 @@ func (m *Manager) Start(ctx context.Context) error {
 		return fmt.Errorf("manager: %w", err)
 	}
 	m.store = store
+	obs, err := m.js.ObjectStore(ctx, events.BucketContent)
+	if err != nil {
+		return fmt.Errorf("manager: object store: %w", err)
+	}
+	m.content = content.New(obs, store.Content)
 	if err := m.acquireLock(ctx); err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
@@ -123,6 +139,9 @@ func (m *Manager) Start(ctx context.Context) error {
 		return fmt.Errorf("manager: %w", err)
 	}
 	if err := m.startApplier(ctx); err != nil {
+		return fmt.Errorf("manager: %w", err)
+	}
+	if err := m.startStatusService(); err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
 	m.log.Info("manager started", zap.Int("replicas", m.cfg.Replicas))
@@ -143,6 +162,9 @@ func (m *Manager) Lost() <-chan struct{} {
 func (m *Manager) Stop(ctx context.Context) error {
 	var err error
 	m.stopOnce.Do(func() {
+		if m.statusSub != nil {
+			_ = m.statusSub.Drain()
+		}
 		if m.consume != nil {
 			m.consume.Stop()
 		}
@@ -159,6 +181,35 @@ func (m *Manager) Stop(ctx context.Context) error {
 		}
 	})
 	return err
+}
+
+// startStatusService answers the document status reports indexers send on
+// tributary.status.<source_id> (one queue group, so one manager answers
+// each), storing each before replying.
+func (m *Manager) startStatusService() error {
+	sub, err := m.nc.QueueSubscribe(events.StatusSubjectsAll, "tributary-manager", func(msg *nats.Msg) {
+		sourceID := strings.TrimPrefix(msg.Subject, events.SubjectStatusPrefix)
+		m.statusSem <- struct{}{}
+		go func() {
+			defer func() { <-m.statusSem }()
+			ctx, cancel := context.WithTimeout(m.applyCtx, 10*time.Second)
+			defer cancel()
+			rep := m.statusReport(ctx, sourceID, msg.Data)
+			if msg.Reply == "" {
+				if rep.Error != nil {
+					m.log.Warn("document status report refused", zap.String("source_id", sourceID), zap.String("code", rep.Error.Code), zap.String("reason", rep.Error.Message))
+				}
+				return
+			}
+			b, _ := json.Marshal(rep)
+			_ = msg.Respond(b)
+		}()
+	})
+	if err != nil {
+		return fmt.Errorf("status service: %w", err)
+	}
+	m.statusSub = sub
+	return nil
 }
 
 // redispatch publishes the request of every queued run that was never

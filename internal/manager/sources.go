@@ -301,5 +301,6 @@ func (m *Manager) DeleteSource(ctx context.Context, id string) error {
 			}
 		}
 	}
+	m.docs.drop(id)
 	return nil
 }

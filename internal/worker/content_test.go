@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tributary-sync/tributary/internal/bus"
+	"github.com/tributary-sync/tributary/internal/content"
 	"github.com/tributary-sync/tributary/internal/testutil"
 	"github.com/tributary-sync/tributary/pkg/connector"
 	"github.com/tributary-sync/tributary/pkg/events"
@@ -31,7 +32,7 @@ func newContentStore(t *testing.T) *contentStore {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &contentStore{obs: obs, index: st.Content}
+	return &contentStore{store: content.New(obs, st.Content)}
 }
 
 // Identical content is stored once and keeps its id; each object carries
@@ -50,7 +51,7 @@ func TestContentStoredOnce(t *testing.T) {
 	if a1 != a2 || a1 != a3 || a1 == b {
 		t.Fatalf("ids: %s %s %s, beta %s", a1, a2, a3, b)
 	}
-	info, err := c.obs.GetInfo(ctx, a1)
+	info, err := c.store.Objects().GetInfo(ctx, a1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func TestContentStoredOnce(t *testing.T) {
 	if got := info.Headers.Get(HeaderContentSHA256); got != hex.EncodeToString(sum[:]) {
 		t.Fatalf("digest header %q", got)
 	}
-	r, err := c.obs.Get(ctx, a1)
+	r, err := c.store.Objects().Get(ctx, a1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func TestContentStoredOnce(t *testing.T) {
 			t.Fatalf("racing saves: %v", ids)
 		}
 	}
-	objs, err := c.obs.List(ctx)
+	objs, err := c.store.Objects().List(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func TestExtractAndStore(t *testing.T) {
 	if ex.Text != "Hello there" || ex.MimeType != "text/html" || ex.Truncated {
 		t.Fatalf("extracted %+v", ex)
 	}
-	r, err := c.obs.Get(ctx, id)
+	r, err := c.store.Objects().Get(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/tributary-sync/tributary/internal/content"
+
 	"github.com/tributary-sync/tributary/pkg/connector"
 	"github.com/tributary-sync/tributary/pkg/events"
 	"github.com/tributary-sync/tributary/pkg/state"
@@ -178,7 +180,7 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 	log.Info("sync started", zap.String("mode", string(req.Mode)), zap.Bool("resumed", sreq.Resumed))
 	started := time.Now()
 
-	sc := &syncContext{pub: pub, content: &contentStore{obs: w.obs, index: w.store.Content}, log: log}
+	sc := &syncContext{pub: pub, content: &contentStore{store: content.New(w.obs, w.store.Content)}, log: log}
 	w.mu.Lock()
 	ar.sc = sc
 	if w.shutdown {

@@ -172,13 +172,23 @@ type CatalogDoc struct {
 	// Hash fingerprints title, content id (content is stored once per
 	// digest, so equal content has an equal id), metadata, permissions and
 	// attributes.
-	Hash         string             `json:"hash"`
-	Metadata     events.Metadata    `json:"metadata"`
-	Permissions  events.Permissions `json:"permissions"`
-	Attributes   map[string]any     `json:"attributes,omitempty"`
-	Status       string             `json:"status"`
-	FirstSeenRun string             `json:"first_seen_run"`
-	LastSeenRun  string             `json:"last_seen_run"`
+	Hash        string             `json:"hash"`
+	Metadata    events.Metadata    `json:"metadata"`
+	Permissions events.Permissions `json:"permissions"`
+	Attributes  map[string]any     `json:"attributes,omitempty"`
+	// Status is what downstream made of the document's latest version:
+	// pending until an indexer reports it indexed or failed (with Error).
+	// Every change sets it back to pending.
+	Status DocStatus `json:"status"`
+	Error  string    `json:"error,omitempty"`
+	// StatusAt is when an indexer last reported.
+	StatusAt *time.Time `json:"status_at,omitempty"`
+	// Origin is "sync" for documents a connector emitted and "manual" for
+	// documents added or last changed through the API; a full sync's sweep
+	// leaves manual documents alone.
+	Origin       string `json:"origin,omitempty"`
+	FirstSeenRun string `json:"first_seen_run"`
+	LastSeenRun  string `json:"last_seen_run"`
 	// CreatedSeq and ChangedSeq are the events-stream sequences of the
 	// events that created and last changed the record, so that re-applying
 	// one after a crash is recognised as the same change.
@@ -188,14 +198,37 @@ type CatalogDoc struct {
 	UpdatedAt  time.Time `json:"updated_at"`
 }
 
-// DocActive is the status of a catalog document the source holds.
-// Statuses that indexers report come later.
-const DocActive = "active"
+// DocStatus is what downstream made of a document.
+type DocStatus string
+
+// Document statuses: pending until an indexer reports.
+const (
+	DocPending DocStatus = "pending"
+	DocIndexed DocStatus = "indexed"
+	DocFailed  DocStatus = "failed"
+)
+
+// Valid reports whether s is a known status.
+func (s DocStatus) Valid() bool {
+	return s == DocPending || s == DocIndexed || s == DocFailed
+}
+
+// Document origins.
+const (
+	OriginSync   = "sync"
+	OriginManual = "manual"
+)
+
+// DocID is the id of a document in the API: the catalog key without its
+// source prefix (32 hex digits derived from the external id).
+func DocID(externalID string) string {
+	sum := sha256.Sum256([]byte(externalID))
+	return hex.EncodeToString(sum[:16])
+}
 
 // CatalogKey is the catalog key of a document: the source id, a dot, and the
 // first 128 bits of the SHA-256 of the external id in hex (external ids may
 // hold any character; keys may not).
 func CatalogKey(sourceID, externalID string) string {
-	sum := sha256.Sum256([]byte(externalID))
-	return sourceID + "." + hex.EncodeToString(sum[:16])
+	return sourceID + "." + DocID(externalID)
 }

@@ -158,30 +158,45 @@ type Entry[T any] struct {
 // List returns every record in the table. It reads the bucket's current
 // values in one pass of a watcher, not one request per key.
 func (t *Table[T]) List(ctx context.Context) ([]Entry[T], error) {
-	w, err := t.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	var out []Entry[T]
+	err := t.Each(ctx, ">", func(e Entry[T]) error {
+		out = append(out, e)
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%s list: %w", t.name, err)
+		return nil, err
+	}
+	return out, nil
+}
+
+// Each calls fn with every record whose key matches the subject-style
+// filter (for example "<source_id>.*"), streaming the current values
+// through one watcher rather than one request per key. It fails rather
+// than stop early: a partial pass never passes for a whole one.
+func (t *Table[T]) Each(ctx context.Context, filter string, fn func(Entry[T]) error) error {
+	w, err := t.kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("%s list: %w", t.name, err)
 	}
 	defer func() { _ = w.Stop() }()
-	var out []Entry[T]
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%s list: %w", t.name, ctx.Err())
+			return fmt.Errorf("%s list: %w", t.name, ctx.Err())
 		case e, ok := <-w.Updates():
 			if !ok {
-				// Closed before the end of the initial values: a partial
-				// list must not pass for a whole one.
-				return nil, fmt.Errorf("%s list: watcher closed before the initial values were read", t.name)
+				return fmt.Errorf("%s list: watcher closed before the initial values were read", t.name)
 			}
 			if e == nil { // end of the initial values
-				return out, nil
+				return nil
 			}
 			v, err := t.decode(e.Key(), e.Value())
 			if err != nil {
-				return nil, err
+				return err
 			}
-			out = append(out, Entry[T]{Key: e.Key(), Revision: e.Revision(), Value: v})
+			if err := fn(Entry[T]{Key: e.Key(), Revision: e.Revision(), Value: v}); err != nil {
+				return err
+			}
 		}
 	}
 }
