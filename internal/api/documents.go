@@ -175,3 +175,24 @@ func (s *Server) setDocumentStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, documentView(doc))
 }
+
+// syncDocument re-fetches one document through its connector.
+func (s *Server) syncDocument(w http.ResponseWriter, r *http.Request) {
+	run, err := s.m.SyncDocument(r.Context(), r.PathValue("id"), r.PathValue("doc_id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/runs/"+run.ID)
+	writeJSON(w, http.StatusAccepted, runView(run))
+}
+
+// stopDocument cancels the re-fetch of one document.
+func (s *Server) stopDocument(w http.ResponseWriter, r *http.Request) {
+	run, err := s.m.StopDocumentSync(r.Context(), r.PathValue("id"), r.PathValue("doc_id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, runView(run))
+}

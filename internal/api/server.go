@@ -61,6 +61,8 @@ func (s *Server) routes() {
 	h("DELETE /v1/sources/{id}/documents/{doc_id}", s.deleteDocument)
 	h("GET /v1/sources/{id}/documents/{doc_id}/content", s.getContent)
 	h("POST /v1/sources/{id}/documents/{doc_id}/status", s.setDocumentStatus)
+	h("POST /v1/sources/{id}/documents/{doc_id}/sync", s.syncDocument)
+	h("POST /v1/sources/{id}/documents/{doc_id}/stop", s.stopDocument)
 
 	h("GET /v1/runs", s.listRuns)
 	h("GET /v1/runs/{id}", s.getRun)
@@ -226,6 +228,7 @@ type Run struct {
 	Mode      events.SyncMode `json:"mode"`
 	Status    state.RunStatus `json:"status"`
 	Trigger   string          `json:"trigger"`
+	Document  string          `json:"document,omitempty"`
 	Attempt   int             `json:"attempt"`
 	WorkerID  string          `json:"worker_id,omitempty"`
 	state.Counters
@@ -239,7 +242,7 @@ type Run struct {
 
 func runView(r *state.Run) Run {
 	return Run{ID: r.ID, SourceID: r.SourceID, Connector: r.Connector, Mode: r.Mode, Status: r.Status,
-		Trigger: r.Trigger, Attempt: r.Attempt, WorkerID: r.WorkerID, Counters: r.Counters, Error: r.Error,
+		Trigger: r.Trigger, Document: r.Document, Attempt: r.Attempt, WorkerID: r.WorkerID, Counters: r.Counters, Error: r.Error,
 		CancelRequested: r.CancelRequested, CreatedAt: r.CreatedAt, StartedAt: r.StartedAt,
 		FinishedAt: r.FinishedAt, UpdatedAt: r.UpdatedAt}
 }

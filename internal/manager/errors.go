@@ -57,6 +57,8 @@ const (
 	CodeRunNotActive = "run_not_active"
 	// CodeDocumentExists: a document with that external id exists.
 	CodeDocumentExists = "document_exists"
+	// CodeNotSupported: the source's connector cannot do what was asked.
+	CodeNotSupported = "not_supported"
 )
 
 // ErrUnavailable wraps failures of the bus; the API answers 503.

@@ -19,6 +19,8 @@ import (
 // Triggers say why a run exists.
 const (
 	TriggerManual = "manual"
+	// TriggerDocument: the run re-fetches one document.
+	TriggerDocument = "document"
 )
 
 // deletingPrefix marks the active-run claim a source deletion holds; a
@@ -80,10 +82,16 @@ func (m *Manager) TriggerSync(ctx context.Context, sourceID string, mode events.
 		return nil, invalid("unsupported_mode", fmt.Sprintf("Connector %q does not support %s sync", man.Name, mode), "body", "mode")
 	}
 
+	return m.startRun(ctx, src, mode, trigger, "")
+}
+
+// startRun stores a queued run, claims the source for it and dispatches it.
+func (m *Manager) startRun(ctx context.Context, src *state.Source, mode events.SyncMode, trigger, document string) (*state.Run, error) {
+	sourceID := src.ID
 	now := time.Now().UTC()
 	run := &state.Run{
 		ID: ulid.Make().String(), SourceID: sourceID, Connector: src.Connector, Mode: mode,
-		Status: state.RunQueued, Trigger: trigger, CreatedAt: now, UpdatedAt: now,
+		Status: state.RunQueued, Trigger: trigger, Document: document, CreatedAt: now, UpdatedAt: now,
 		RequestID: ulid.Make().String(),
 	}
 	if _, err := m.store.Runs.Create(ctx, run.ID, run); err != nil {
@@ -150,7 +158,7 @@ func (m *Manager) claimActive(ctx context.Context, sourceID, runID string) error
 
 // dispatch publishes the run's sync request and records that it did.
 func (m *Manager) dispatch(ctx context.Context, src *state.Source, run *state.Run) error {
-	req := &events.SyncRequested{Connector: src.Connector, Mode: run.Mode, Config: src.Config, Trigger: run.Trigger}
+	req := &events.SyncRequested{Connector: src.Connector, Mode: run.Mode, Config: src.Config, Trigger: run.Trigger, Document: run.Document}
 	if src.HasCredentials {
 		c, _, err := m.store.Credentials.Get(ctx, src.ID)
 		if err != nil && !errors.Is(err, state.ErrNotFound) {
@@ -312,6 +320,47 @@ func (m *Manager) CancelRun(ctx context.Context, id string) (*state.Run, error) 
 	}
 	m.log.Info("run cancel requested", zap.String("run_id", id), zap.String("source_id", run.SourceID))
 	return run, nil
+}
+
+// SyncDocument re-fetches one document through its connector: a run of
+// the source (it takes the source's one active-run slot) in which the
+// connector's DocumentSyncer emits that document again, or its deletion.
+func (m *Manager) SyncDocument(ctx context.Context, sourceID, docID string) (*state.Run, error) {
+	doc, err := m.GetDocument(ctx, sourceID, docID)
+	if err != nil {
+		return nil, err
+	}
+	src, err := m.GetSource(ctx, sourceID)
+	if err != nil {
+		return nil, err
+	}
+	man, err := m.Connector(ctx, src.Connector)
+	var nf *NotFoundError
+	if errors.As(err, &nf) {
+		return nil, &ConflictError{Code: CodeNotSupported, Message: fmt.Sprintf("Connector %q of this source is not registered by any worker", src.Connector)}
+	} else if err != nil {
+		return nil, err
+	}
+	if !man.DocumentSync {
+		return nil, &ConflictError{Code: CodeNotSupported, Message: fmt.Sprintf("Connector %q cannot re-fetch one document; sync the source instead", man.Name)}
+	}
+	return m.startRun(ctx, src, events.ModeIncremental, TriggerDocument, doc.ExternalID)
+}
+
+// StopDocumentSync cancels the running re-fetch of one document.
+func (m *Manager) StopDocumentSync(ctx context.Context, sourceID, docID string) (*state.Run, error) {
+	doc, err := m.GetDocument(ctx, sourceID, docID)
+	if err != nil {
+		return nil, err
+	}
+	run, err := m.activeRun(ctx, sourceID)
+	if err != nil {
+		return nil, err
+	}
+	if run == nil || run.Document != doc.ExternalID {
+		return nil, &ConflictError{Code: CodeRunNotActive, Message: fmt.Sprintf("no re-fetch of document %s is active", docID)}
+	}
+	return m.CancelRun(ctx, run.ID)
 }
 
 // CancelSource cancels the source's active run.

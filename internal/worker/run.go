@@ -119,7 +119,7 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 	}
 	sreq := &connector.SyncRequest{
 		SourceID: env.SourceID, RunID: env.RunID, Mode: req.Mode,
-		Config: req.Config, Credentials: req.Credentials, Attempt: attempt,
+		Config: req.Config, Credentials: req.Credentials, Attempt: attempt, Document: req.Document,
 	}
 	// Resume from this run's last checkpoint in the stream: it is durable
 	// and never covers an event that is not, and it does not wait for the
@@ -180,7 +180,7 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 	log.Info("sync started", zap.String("mode", string(req.Mode)), zap.Bool("resumed", sreq.Resumed))
 	started := time.Now()
 
-	sc := &syncContext{pub: pub, content: &contentStore{store: content.New(w.obs, w.store.Content)}, log: log}
+	sc := &syncContext{pub: pub, content: &contentStore{store: content.New(w.obs, w.store.Content)}, log: log, document: req.Document != ""}
 	w.mu.Lock()
 	ar.sc = sc
 	if w.shutdown {
@@ -322,6 +322,13 @@ func runConnector(ctx context.Context, c connector.Connector, req *connector.Syn
 			err = fmt.Errorf("connector panicked: %v", r)
 		}
 	}()
+	if req.Document != "" {
+		ds, ok := c.(connector.DocumentSyncer)
+		if !ok {
+			return fmt.Errorf("connector %s cannot re-fetch one document", c.Manifest().Name)
+		}
+		return ds.SyncDocument(ctx, req, sc)
+	}
 	return c.Sync(ctx, req, sc)
 }
 

@@ -34,6 +34,8 @@ type syncContext struct {
 	// SaveCheckpoint returns ErrStopRequested and sets handedOff.
 	stopRequested atomic.Bool
 	handedOff     atomic.Bool
+	// document is set when the run re-fetches one document: no checkpoints.
+	document bool
 
 	mu       sync.Mutex
 	finished bool // Complete or Fail called, or the sync returned
@@ -99,6 +101,9 @@ func (s *syncContext) SaveCheckpoint(ctx context.Context, checkpoint any) error 
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
+	if s.document {
+		return errors.New("save checkpoint: a run that re-fetches one document saves no checkpoint")
+	}
 	raw, err := encodeCheckpoint(checkpoint)
 	if err != nil {
 		return err
@@ -121,6 +126,9 @@ func (s *syncContext) Complete(_ context.Context, checkpoint any) error {
 	raw, err := encodeCheckpoint(checkpoint)
 	if err != nil {
 		return err
+	}
+	if s.document {
+		raw = nil // the source's checkpoint stays the last sync's
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

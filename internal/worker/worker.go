@@ -192,6 +192,7 @@ func New(nc *nats.Conn, cfg Config) (*Worker, error) {
 	}
 	for _, c := range cfg.Connectors {
 		m := c.Manifest()
+		_, m.DocumentSync = c.(connector.DocumentSyncer)
 		w.manifests[m.Name] = m
 	}
 	return w, nil

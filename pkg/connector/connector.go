@@ -71,6 +71,10 @@ type Manifest struct {
 	// configuration; the manager rejects configs that fail it. Empty accepts
 	// any JSON object.
 	ConfigSchema json.RawMessage `json:"config_schema,omitempty"`
+	// DocumentSync says the connector can re-fetch one document (it
+	// implements DocumentSyncer). The worker sets it when it registers the
+	// connector; there is no need to set it by hand.
+	DocumentSync bool `json:"document_sync,omitempty"`
 }
 
 // Supports reports whether the manifest lists mode.
@@ -135,6 +139,17 @@ type ActionExecutor interface {
 	ExecuteAction(ctx context.Context, req *ActionRequest) (any, error)
 }
 
+// DocumentSyncer is implemented by connectors that can re-fetch one
+// document, for POST /v1/sources/{id}/documents/{doc_id}/sync. SyncDocument
+// reads the document req.Document names and emits it (Emit or EmitUpdated),
+// or EmitDeleted when the source no longer has it, then returns nil (or
+// calls Complete). It saves no checkpoint: SaveCheckpoint returns an error,
+// and a checkpoint given to Complete is ignored. Cancellation is the
+// context's, as in Sync.
+type DocumentSyncer interface {
+	SyncDocument(ctx context.Context, req *SyncRequest, sc SyncContext) error
+}
+
 // ActionRequest is what an action runs with.
 type ActionRequest struct {
 	Action      string
@@ -163,6 +178,9 @@ type SyncRequest struct {
 	Resumed bool
 	// Attempt counts the attempts of this run, from 1.
 	Attempt int
+	// Document is the external id of the one document a DocumentSyncer is
+	// asked to re-fetch; empty for a sync of the whole source.
+	Document string
 }
 
 // DecodeConfig unmarshals the source configuration into v.

@@ -87,8 +87,13 @@ type SyncRequested struct {
 	Config json.RawMessage `json:"config"`
 	// Credentials are the source's credentials, if any.
 	Credentials json.RawMessage `json:"credentials,omitempty"`
-	// Trigger says why the run exists: "manual", "schedule", "retry".
+	// Trigger says why the run exists: "manual", "schedule", "retry",
+	// "document".
 	Trigger string `json:"trigger,omitempty"`
+	// Document, when set, is the external id of the one document the run
+	// re-fetches (connectors that support it; see the SDK's DocumentSyncer).
+	// Such a run saves no checkpoint and deletes nothing it did not see.
+	Document string `json:"document,omitempty"`
 }
 
 // SyncCancel asks whoever runs the run to stop it. Published by the manager on
@@ -211,6 +216,9 @@ func (p *SyncRequested) validate() error {
 	}
 	if len(p.Config) > 0 && !json.Valid(p.Config) {
 		return &FieldError{Field: "data.config", Msg: "is not JSON"}
+	}
+	if len(p.Document) > MaxExternalIDLen {
+		return &FieldError{Field: "data.document", Msg: fmt.Sprintf("is longer than %d bytes", MaxExternalIDLen)}
 	}
 	return nil
 }

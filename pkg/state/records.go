@@ -77,8 +77,11 @@ type Run struct {
 	Connector string          `json:"connector"`
 	Mode      events.SyncMode `json:"mode"`
 	Status    RunStatus       `json:"status"`
-	// Trigger says why the run exists: manual, schedule, retry.
+	// Trigger says why the run exists: manual, schedule, retry, document.
 	Trigger string `json:"trigger"`
+	// Document is the external id of the one document the run re-fetches;
+	// empty for a sync of the whole source.
+	Document string `json:"document,omitempty"`
 	// Attempt is the latest attempt that started (0 while queued).
 	Attempt  int    `json:"attempt"`
 	WorkerID string `json:"worker_id,omitempty"`

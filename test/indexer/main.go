@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -84,7 +85,19 @@ func run() error {
 			text = string(b)
 		}
 		view[key(doc.ExternalID)] = text
-		return write(*out, view)
+		if err := write(*out, view); err != nil {
+			return err
+		}
+		// Tell the manager what became of the document; a document deleted
+		// since is no longer its business.
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		err := events.ReportStatus(rctx, nc, env.SourceID, events.StatusReport{ExternalID: doc.ExternalID, Status: events.DocStatusIndexed})
+		var se *events.StatusError
+		if errors.As(err, &se) && se.Code == "not_found" {
+			return nil
+		}
+		return err
 	}); err != nil {
 		return err
 	}

@@ -294,6 +294,44 @@ func (c *Connector) Sync(ctx context.Context, req *connector.SyncRequest, sc con
 	return sc.Complete(ctx, &cp)
 }
 
+// SyncDocument implements connector.DocumentSyncer: it reads one file
+// again, emitting it, or its deletion when it is gone or no longer matches
+// the source's patterns.
+func (c *Connector) SyncDocument(ctx context.Context, req *connector.SyncRequest, sc connector.SyncContext) error {
+	var cfg Config
+	if err := req.DecodeConfig(&cfg); err != nil {
+		return err
+	}
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	root, err := filepath.EvalSymlinks(cfg.Root)
+	if err != nil {
+		return fmt.Errorf("root: %w", err)
+	}
+	rel := req.Document
+	// External ids are clean slash paths under the root; anything else
+	// (an id from another connector, a path climbing out) is no file here.
+	if !fs.ValidPath(rel) || !matches(&cfg, rel) {
+		return sc.EmitDeleted(ctx, rel)
+	}
+	abs := filepath.Join(root, filepath.FromSlash(rel))
+	fi, err := os.Lstat(abs)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && !fi.Mode().IsRegular()) {
+		return sc.EmitDeleted(ctx, rel)
+	}
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", rel, err)
+	}
+	sc.IncrementScanned(1)
+	e := entry{rel: rel, abs: abs, state: FileState{Size: fi.Size(), MtimeNS: fi.ModTime().UnixNano()}, mod: fi.ModTime()}
+	if err := c.emitFile(ctx, sc, &cfg, e, false); err != nil && !errors.Is(err, errSkip) {
+		return err
+	}
+	return nil
+}
+
 // errSkip marks a file reported through EmitError.
 var errSkip = errors.New("file skipped")
 

@@ -925,3 +925,41 @@ func TestExtraction(t *testing.T) {
 		t.Errorf("markdown stored as %q, extra %v", c.Data, docs["notes.md"].Metadata.Extra)
 	}
 }
+
+// SyncDocument reads one file again: emitted when present, deleted when
+// gone, outside the patterns or not a path under the root.
+func TestSyncDocument(t *testing.T) {
+	root := fixture(t)
+	raw, _ := json.Marshal(filesystem.Config{Root: root, Exclude: []string{"**/*.png"}})
+	var _ connector.DocumentSyncer = filesystem.New()
+	for _, tt := range []struct {
+		id   string
+		want string
+	}{
+		{"a.txt", "emit a.txt"},
+		{"docs/deep/x.txt", "emit docs/deep/x.txt"},
+		{"missing.txt", "delete missing.txt"},
+		{"docs/img.png", "delete docs/img.png"},
+		{"../etc/passwd", "delete ../etc/passwd"},
+		{"/abs", "delete /abs"},
+		{"docs", "delete docs"},
+	} {
+		rec := connectortest.New(t)
+		req := &connector.SyncRequest{SourceID: "src", RunID: "run", Mode: connector.Incremental, Config: raw, Attempt: 1, Document: tt.id}
+		if err := filesystem.New().SyncDocument(t.Context(), req, rec); err != nil {
+			t.Fatalf("%s: %v", tt.id, err)
+		}
+		if got := trace(rec); len(got) != 1 || got[0] != tt.want {
+			t.Errorf("%s: %q, want %q", tt.id, got, tt.want)
+		}
+	}
+	rec := connectortest.New(t)
+	write(t, root, "a.txt", "changed", 9)
+	req := &connector.SyncRequest{SourceID: "src", RunID: "run", Mode: connector.Incremental, Config: raw, Attempt: 1, Document: "a.txt"}
+	if err := filesystem.New().SyncDocument(t.Context(), req, rec); err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := rec.ContentOf(rec.Docs()["a.txt"]); !ok || string(c.Data) != "changed" {
+		t.Fatalf("content %q", c.Data)
+	}
+}
