@@ -48,6 +48,8 @@ type options struct {
 	retryBackoff     time.Duration
 	syncAlways       bool
 	shutdownGrace    time.Duration
+	gcInterval       time.Duration
+	gcGrace          time.Duration
 	logFormat        string
 	logLevel         string
 }
@@ -75,6 +77,8 @@ func run(args []string) error {
 	fs.DurationVar(&o.retryBackoff, "retry-backoff", 2*time.Second, "in-process worker: delay before a run's third attempt, doubling for each further one (up to 1m)")
 	fs.BoolVar(&o.syncAlways, "sync-always", false, "embedded server: fsync every JetStream write before acknowledging it (see docs/reliability.md)")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 10*time.Second, "how long shutdown waits for running syncs to hand off")
+	fs.DurationVar(&o.gcInterval, "content-gc-interval", time.Hour, "how often content no document references is deleted (negative: never; a source deletion still collects its own)")
+	fs.DurationVar(&o.gcGrace, "content-gc-grace", time.Hour, "how old unreferenced content must be before it is deleted")
 	fs.StringVar(&o.logFormat, "log-format", "console", "log format: console or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := cli.Parse(fs, args); err != nil {
@@ -146,7 +150,8 @@ func run(args []string) error {
 			clientURL = ns.ClientURL()
 		}
 	}
-	m, err := manager.New(nc, manager.Config{Replicas: o.replicas, HeartbeatTimeout: o.heartbeatTimeout, ClientURL: clientURL, Logger: log})
+	m, err := manager.New(nc, manager.Config{Replicas: o.replicas, HeartbeatTimeout: o.heartbeatTimeout, ClientURL: clientURL,
+		ContentGCInterval: o.gcInterval, ContentGCGrace: o.gcGrace, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -47,24 +47,31 @@ const (
 const SourceDeletedRunID = "source-deleted"
 
 // dropCatalog deletes every catalog document of the source, publishing each
-// deletion (reason source_deleted). Repeating it after an interruption
-// publishes each deletion once (same message ids) and finishes the rest.
-func (m *Manager) dropCatalog(ctx context.Context, sourceID string) error {
-	var ids []string
+// deletion (reason source_deleted), and returns the content ids they named.
+// Repeating it after an interruption publishes each deletion once (same
+// message ids) and finishes the rest.
+func (m *Manager) dropCatalog(ctx context.Context, sourceID string) ([]string, error) {
+	var ids, contents []string
 	if err := m.eachCatalogDoc(ctx, sourceID, func(doc *state.CatalogDoc) error {
 		ids = append(ids, doc.ExternalID)
+		if doc.ContentID != "" {
+			contents = append(contents, doc.ContentID)
+		}
+		if raw, ok := doc.Metadata.Extra[RawContentKey].(string); ok && raw != "" {
+			contents = append(contents, raw)
+		}
 		return nil
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	pseudo := &state.Run{ID: SourceDeletedRunID, SourceID: sourceID}
 	now := time.Now().UTC()
 	for _, id := range ids {
 		if _, err := m.catalogDelete(ctx, pseudo, now, id, ReasonSourceDeleted, "source-delete."+id); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return contents, nil
 }
 
 // docHash fingerprints what indexers care about. Content is stored once per

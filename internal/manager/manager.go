@@ -33,6 +33,17 @@ type Config struct {
 	ClientURL string
 	// ApplyBatch bounds how many events are applied per KV write; default 512.
 	ApplyBatch int
+	// ContentGCInterval is how often content no document references is
+	// collected; default 1h. Negative disables the periodic pass (a
+	// source deletion still collects the content it released).
+	ContentGCInterval time.Duration
+	// ContentGCGrace is how old unreferenced content must be to be
+	// collected (content is stored before the event naming it is applied);
+	// default 1h.
+	ContentGCGrace time.Duration
+	// ContentGCSettle is how long a pass waits between un-indexing content
+	// and deleting it; default 30s.
+	ContentGCSettle time.Duration
 	// Logger; default zap.NewNop().
 	Logger *zap.Logger
 }
@@ -47,6 +58,15 @@ func (c *Config) setDefaults() {
 	if c.ApplyBatch <= 0 {
 		c.ApplyBatch = 512
 	}
+	if c.ContentGCInterval == 0 {
+		c.ContentGCInterval = time.Hour
+	}
+	if c.ContentGCGrace == 0 {
+		c.ContentGCGrace = time.Hour
+	}
+	if c.ContentGCSettle == 0 {
+		c.ContentGCSettle = 30 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -58,6 +78,9 @@ func (c *Config) validate() error {
 	}
 	if c.HeartbeatTimeout < 2*time.Second {
 		return fmt.Errorf("manager: heartbeat timeout %s is under 2s", c.HeartbeatTimeout)
+	}
+	if c.ContentGCGrace < 0 || c.ContentGCSettle < 0 {
+		return fmt.Errorf("manager: content gc grace %s and settle %s must not be negative", c.ContentGCGrace, c.ContentGCSettle)
 	}
 	return nil
 }
@@ -83,6 +106,11 @@ type Manager struct {
 	keyLocks  keyLocks
 	statusSub *nats.Subscription
 	statusSem chan struct{}
+
+	gcMu     sync.Mutex
+	gcKick   chan []string
+	gcDone   chan struct{}
+	gcCancel context.CancelFunc
 }
 
 // New returns a manager over the NATS connection nc.
@@ -144,6 +172,10 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err := m.startStatusService(); err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
+	var gctx context.Context
+	gctx, m.gcCancel = context.WithCancel(context.Background())
+	m.gcKick, m.gcDone = make(chan []string, 1), make(chan struct{})
+	go m.gcLoop(gctx)
 	m.log.Info("manager started", zap.Int("replicas", m.cfg.Replicas))
 	return nil
 }
@@ -164,6 +196,10 @@ func (m *Manager) Stop(ctx context.Context) error {
 	m.stopOnce.Do(func() {
 		if m.statusSub != nil {
 			_ = m.statusSub.Drain()
+		}
+		if m.gcCancel != nil {
+			m.gcCancel()
+			<-m.gcDone
 		}
 		if m.consume != nil {
 			m.consume.Stop()

@@ -275,7 +275,8 @@ func (m *Manager) DeleteSource(ctx context.Context, id string) error {
 	defer m.releaseActive(context.WithoutCancel(ctx), id, claim)
 	// Its documents first, while the source still exists: indexers are told
 	// of every deletion, and a DELETE that stops half way can be repeated.
-	if err := m.dropCatalog(ctx, id); err != nil {
+	released, err := m.dropCatalog(ctx, id)
+	if err != nil {
 		return unavailable("delete documents", err)
 	}
 	// Then the source record: once it is gone nothing can start a run. If
@@ -302,5 +303,8 @@ func (m *Manager) DeleteSource(ctx context.Context, id string) error {
 		}
 	}
 	m.docs.drop(id)
+	// Its content, unless documents of other sources share it, goes with
+	// the next collection, which starts now.
+	m.releaseContent(released)
 	return nil
 }

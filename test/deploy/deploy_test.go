@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -408,7 +409,7 @@ func deploy(t *testing.T, viol *violations, managerNode, workerNode *server.Serv
 	d := &deployment{t: t, viol: viol, ctx: ctx}
 
 	d.mc = connect(t, managerNode, "manager", "TRIBUTARY_MANAGER_PASSWORD")
-	m, err := manager.New(d.mc.nc, manager.Config{Replicas: replicas, Logger: log.Named("manager")})
+	m, err := manager.New(d.mc.nc, manager.Config{Replicas: replicas, ContentGCSettle: time.Millisecond, Logger: log.Named("manager")})
 	if err != nil {
 		d.fatal("%v", err)
 	}
@@ -492,6 +493,31 @@ func (d *deployment) exercise() (*state.Source, *state.Run) {
 	if err := m.DeleteSource(ctx, slow.ID); err != nil {
 		d.fatal("delete source: %v", err)
 	}
+
+	// The documents API: a page, a manual document and its content, its
+	// deletion, and a collection of the content it leaves behind.
+	if page, err := m.ListDocuments(ctx, src.ID, manager.DocumentFilter{Page: 1, Size: 10}); err != nil || page.Total != 50 {
+		d.fatal("list documents: %v, %v", page, err)
+	}
+	text := "typed in by hand"
+	doc, err := m.CreateDocument(ctx, src.ID, manager.DocumentInput{ExternalID: "by-hand", Content: &text})
+	if err != nil {
+		d.fatal("create document: %v", err)
+	}
+	obj, err := m.OpenContent(ctx, src.ID, state.DocID("by-hand"), false)
+	if err != nil {
+		d.fatal("open content: %v", err)
+	}
+	if b, err := io.ReadAll(obj); err != nil || string(b) != text {
+		d.fatal("read content: %q, %v", b, err)
+	}
+	_ = obj.Close()
+	if err := m.DeleteDocument(ctx, src.ID, state.DocID("by-hand")); err != nil {
+		d.fatal("delete document: %v", err)
+	}
+	if res, err := m.CollectContent(ctx, map[string]struct{}{doc.ContentID: {}}); err != nil || res.Deleted != 1 {
+		d.fatal("collect content: %+v, %v", res, err)
+	}
 	return src, run
 }
 
@@ -533,6 +559,14 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 	// The indexer reads the run's events and a document's content.
 	ic := connect(t, ns, "indexer", "TRIBUTARY_INDEXER_PASSWORD")
 	indexRun(d, ic, src.ID, run.ID)
+	// It reports what it made of a document.
+	page, err := d.m.ListDocuments(d.ctx, src.ID, manager.DocumentFilter{Page: 1, Size: 1})
+	if err != nil {
+		d.fatal("list documents: %v", err)
+	}
+	if err := events.ReportStatus(d.ctx, ic.nc, src.ID, events.StatusReport{DocID: state.DocID(page.Items[0].ExternalID), Status: events.DocStatusIndexed}); err != nil {
+		d.fatal("indexer reports a status: %v", err)
+	}
 
 	// A second manager waits for the manager lock (and reads who holds it).
 	m2, err := manager.New(connect(t, ns, "manager", "TRIBUTARY_MANAGER_PASSWORD").nc, manager.Config{})
