@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -151,7 +152,8 @@ func (m *Manager) reindex(ctx context.Context, o *jetstream.ObjectInfo) {
 	if digest == "" {
 		return
 	}
-	ref := &state.ContentRef{ContentID: o.Name, Size: int64(o.Size), ContentType: o.Headers.Get(content.HeaderContentType), CreatedAt: o.ModTime}
+	size := int64(min(o.Size, math.MaxInt64)) //nolint:gosec // bounded just before
+	ref := &state.ContentRef{ContentID: o.Name, Size: size, ContentType: o.Headers.Get(content.HeaderContentType), CreatedAt: o.ModTime}
 	if _, err := m.store.Content.Create(ctx, digest, ref); err != nil && !errors.Is(err, state.ErrExists) {
 		m.log.Warn("content gc: index a kept object again", zap.String("content_id", o.Name), zap.Error(err))
 	}

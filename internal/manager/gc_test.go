@@ -59,7 +59,7 @@ func TestCollectContent(t *testing.T) {
 	if err := e.m.DeleteSource(e.ctx, one.ID); err != nil {
 		t.Fatal(err)
 	}
-	res, err = e.m.CollectContent(e.ctx, map[string]struct{}{text: {}, raw: {}, shared: {}})
+	_, err = e.m.CollectContent(e.ctx, map[string]struct{}{text: {}, raw: {}, shared: {}})
 	if err != nil {
 		t.Fatal(err)
 	}
