@@ -5,6 +5,8 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/google/btree"
 
@@ -24,10 +26,14 @@ type docIndex struct {
 }
 
 type docEntry struct {
-	ext    string
-	search string
-	rev    uint64
-	status uint8
+	ext string
+	// search is what a search matches besides ext (when matchExt): the
+	// lower-cased title and path, leaving out what ext or each other
+	// already hold, to keep the entry small.
+	search   string
+	rev      uint64
+	status   uint8
+	matchExt bool
 }
 
 func lessEntry(a, b docEntry) bool { return a.ext < b.ext }
@@ -46,10 +52,16 @@ func statusCode(s state.DocStatus) uint8 {
 func entryOf(doc *state.CatalogDoc, rev uint64) docEntry {
 	e := docEntry{ext: doc.ExternalID, rev: rev, status: statusCode(doc.Status)}
 	title, path := strings.ToLower(doc.Title), strings.ToLower(doc.Metadata.Path)
+	if path != "" && path == doc.ExternalID {
+		// The path is the external id (already lower-case): match that.
+		e.matchExt, path = true, ""
+	}
 	switch {
-	case path == "" || path == title:
+	case e.matchExt && strings.Contains(doc.ExternalID, title):
+		// The title is part of the path (a file's name): nothing more.
+	case path == "" || strings.Contains(title, path):
 		e.search = title
-	case title == "":
+	case title == "" || strings.Contains(path, title):
 		e.search = path
 	default:
 		e.search = title + "\x00" + path
@@ -62,6 +74,8 @@ func entryOf(doc *state.CatalogDoc, rev uint64) docEntry {
 type sourceIndex struct {
 	ready chan struct{}
 	err   error
+	// used is when the index last served a list (unix nanoseconds).
+	used atomic.Int64
 
 	mu      sync.RWMutex
 	tree    *btree.BTreeG[docEntry]
@@ -127,6 +141,27 @@ func (x *docIndex) drop(sourceID string) {
 	x.mu.Unlock()
 }
 
+// evictIdle forgets the indexes no list used for idle: a source nobody
+// browses costs no memory; its next list loads it again.
+func (x *docIndex) evictIdle(idle time.Duration) int {
+	cutoff := time.Now().Add(-idle).UnixNano()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	n := 0
+	for id, si := range x.sources {
+		select {
+		case <-si.ready:
+		default:
+			continue // loading
+		}
+		if si.used.Load() < cutoff {
+			delete(x.sources, id)
+			n++
+		}
+	}
+	return n
+}
+
 // get returns the source's index, loading it with load (on its own
 // context, so one impatient caller does not fail the load for others).
 func (x *docIndex) get(ctx context.Context, sourceID string, load func(fn func(*state.CatalogDoc, uint64)) error) (*sourceIndex, error) {
@@ -138,6 +173,7 @@ func (x *docIndex) get(ctx context.Context, sourceID string, load func(fn func(*
 		go x.load(sourceID, si, load)
 	}
 	x.mu.Unlock()
+	si.used.Store(time.Now().UnixNano())
 	select {
 	case <-si.ready:
 	case <-ctx.Done():
@@ -195,7 +231,7 @@ func (si *sourceIndex) query(status state.DocStatus, search string, page, size i
 		if want != 0 && e.status != want {
 			return true
 		}
-		if search != "" && !strings.Contains(e.search, search) {
+		if search != "" && !strings.Contains(e.search, search) && (!e.matchExt || !strings.Contains(e.ext, search)) {
 			return true
 		}
 		if total >= skip && len(ids) < size {

@@ -206,11 +206,20 @@ func (m *Manager) gcLoop(ctx context.Context) {
 		defer t.Stop()
 		tick = t.C
 	}
+	idle := time.NewTicker(time.Minute)
+	defer idle.Stop()
 	for {
 		released := map[string]struct{}{}
 		select {
 		case <-ctx.Done():
 			return
+		case <-idle.C:
+			// Not content, but the same kind of chore: forget the
+			// documents indexes nobody lists.
+			if n := m.docs.evictIdle(m.cfg.DocIndexIdle); n > 0 {
+				m.log.Debug("idle documents indexes dropped", zap.Int("sources", n))
+			}
+			continue
 		case <-tick:
 		case ids := <-m.gcKick:
 			for _, id := range ids {

@@ -44,6 +44,9 @@ type Config struct {
 	// ContentGCSettle is how long a pass waits between un-indexing content
 	// and deleting it; default 30s.
 	ContentGCSettle time.Duration
+	// DocIndexIdle is how long a source's in-memory documents index is kept
+	// after its last list; default 10m.
+	DocIndexIdle time.Duration
 	// Logger; default zap.NewNop().
 	Logger *zap.Logger
 }
@@ -66,6 +69,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ContentGCSettle == 0 {
 		c.ContentGCSettle = 30 * time.Second
+	}
+	if c.DocIndexIdle <= 0 {
+		c.DocIndexIdle = 10 * time.Minute
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
