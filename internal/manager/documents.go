@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"runtime/debug"
 	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
 	"golang.org/x/sync/errgroup"
 
@@ -77,10 +79,7 @@ func (m *Manager) ListDocuments(ctx context.Context, sourceID string, f Document
 		return nil, err
 	}
 	si, err := m.docs.get(ctx, sourceID, func(fn func(*state.CatalogDoc, uint64)) error {
-		return m.store.Catalog.Each(m.applyCtx, sourceID+".*", func(e state.Entry[state.CatalogDoc]) error {
-			fn(e.Value, e.Revision)
-			return nil
-		})
+		return m.loadIndex(sourceID, fn)
 	})
 	if err != nil {
 		return nil, unavailable("list documents", err)
@@ -88,7 +87,7 @@ func (m *Manager) ListDocuments(ctx context.Context, sourceID string, f Document
 	total, ids := si.query(f.Status, f.Search, f.Page, f.Size)
 	docs := make([]*state.CatalogDoc, len(ids))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(16)
+	g.SetLimit(64)
 	for i, id := range ids {
 		g.Go(func() error {
 			doc, _, err := m.store.Catalog.Get(gctx, state.CatalogKey(sourceID, id))
@@ -109,6 +108,51 @@ func (m *Manager) ListDocuments(ctx context.Context, sourceID string, f Document
 		}
 	}
 	return page, nil
+}
+
+// loadIndex streams the source's catalog into fn, decoding only what the
+// index keeps.
+func (m *Manager) loadIndex(sourceID string, fn func(*state.CatalogDoc, uint64)) error {
+	w, err := m.store.Catalog.KV().Watch(m.applyCtx, sourceID+".*", jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("load documents index: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	var slim struct {
+		ExternalID string          `json:"external_id"`
+		Title      string          `json:"title"`
+		Status     state.DocStatus `json:"status"`
+		Metadata   struct {
+			Path string `json:"path"`
+		} `json:"metadata"`
+	}
+	n := 0
+	for {
+		select {
+		case <-m.applyCtx.Done():
+			return m.applyCtx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("load documents index: watcher closed before the initial values were read")
+			}
+			if e == nil {
+				if n > 50_000 {
+					// Loading a big source leaves much garbage behind (every
+					// record decoded once): give it back now rather than
+					// carry it at the heap's next goal.
+					debug.FreeOSMemory()
+				}
+				return nil
+			}
+			slim.ExternalID, slim.Title, slim.Status, slim.Metadata.Path = "", "", "", ""
+			if err := json.Unmarshal(e.Value(), &slim); err != nil {
+				return fmt.Errorf("load documents index: %s: %w", e.Key(), err)
+			}
+			fn(&state.CatalogDoc{ExternalID: slim.ExternalID, Title: slim.Title, Status: slim.Status,
+				Metadata: events.Metadata{Path: slim.Metadata.Path}}, e.Revision())
+			n++
+		}
+	}
 }
 
 func validDocID(id string) bool {
