@@ -14,7 +14,8 @@ import (
 )
 
 // BenchmarkChangeFeed measures how fast an indexer reads the change feed
-// through events.ChangeFeed (in order: one change in flight), next to a raw
+// through events.ChangeFeed (in order: one change in flight, and batches of
+// 256 with ConsumeBatch), next to a raw
 // durable JetStream consumer with explicit acks and the default 1,000 in
 // flight, on the same stream in the same run. It reports changes/s of each
 // and their ratio.
@@ -88,7 +89,27 @@ func BenchmarkChangeFeed(b *testing.B) {
 	<-done
 	typed := float64(count) / time.Since(start).Seconds()
 	feed.Stop()
+
+	bulk, err := events.NewChangeFeed(ctx, n.JS, events.ChangeFeedConfig{Durable: "bulk", Batch: 256})
+	if err != nil {
+		b.Fatal(err)
+	}
+	done, got = make(chan struct{}), 0
+	start = time.Now()
+	if err := bulk.ConsumeBatch(func(envs []*events.Envelope) error {
+		if got += len(envs); got == count {
+			close(done)
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	<-done
+	batched := float64(count) / time.Since(start).Seconds()
+	bulk.Stop()
 	b.ReportMetric(raw, "raw-changes/s")
 	b.ReportMetric(typed, "feed-changes/s")
-	b.ReportMetric(typed/raw, "ratio")
+	b.ReportMetric(typed/raw, "feed-ratio")
+	b.ReportMetric(batched, "batch256-changes/s")
+	b.ReportMetric(batched/raw, "batch256-ratio")
 }
