@@ -74,6 +74,7 @@ func TestDocumentsAPI(t *testing.T) {
 		{"PUT", base + "/0123456789abcdef0123456789abcdef", `{"title":"x"}`, 404, "code"},
 		{"POST", base + "/" + manual + "/status", `{"status":"indexed","error":"x"}`, 422, "detail"},
 		{"POST", base + "/" + manual + "/status", `{"status":"great"}`, 422, "detail"},
+		{"POST", base + "/" + manual + "/status", `{"status":"indexed","fingerprint":"0000"}`, 409, "code"},
 		{"DELETE", base + "/0123456789abcdef0123456789abcdef", "", 404, "code"},
 	} {
 		code, body := e.do(c.method, c.path, c.body)

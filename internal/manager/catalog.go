@@ -124,7 +124,7 @@ func (m *Manager) catalogUpsert(ctx context.Context, run *state.Run, env *events
 				if cur.CreatedSeq == seq {
 					out, t = outcomeNew, events.TypeChangeCreated
 				}
-				if err := m.publishChange(ctx, run, env.Time, t, &doc, "", causeOfEvent(seq)); err != nil {
+				if err := m.publishChange(ctx, run, env.Time, t, &doc, hash, "", causeOfEvent(seq)); err != nil {
 					return outcomeNone, err
 				}
 			}
@@ -141,7 +141,7 @@ func (m *Manager) catalogUpsert(ctx context.Context, run *state.Run, env *events
 			}
 			return out, nil // nothing the index holds changed
 		case notFound:
-			if err := m.publishChange(ctx, run, env.Time, events.TypeChangeCreated, &doc, "", causeOfEvent(seq)); err != nil {
+			if err := m.publishChange(ctx, run, env.Time, events.TypeChangeCreated, &doc, hash, "", causeOfEvent(seq)); err != nil {
 				return outcomeNone, err
 			}
 			rec := catalogRecord(run, &doc, hash, now)
@@ -155,7 +155,7 @@ func (m *Manager) catalogUpsert(ctx context.Context, run *state.Run, env *events
 			m.docs.put(run.SourceID, rec, nrev)
 			return outcomeNew, nil
 		default:
-			if err := m.publishChange(ctx, run, env.Time, events.TypeChangeUpdated, &doc, "", causeOfEvent(seq)); err != nil {
+			if err := m.publishChange(ctx, run, env.Time, events.TypeChangeUpdated, &doc, hash, "", causeOfEvent(seq)); err != nil {
 				return outcomeNone, err
 			}
 			rec := catalogRecord(run, &doc, hash, now)
@@ -194,7 +194,7 @@ func (m *Manager) catalogDelete(ctx context.Context, run *state.Run, at time.Tim
 		if err != nil {
 			return outcomeNone, err
 		}
-		if err := m.publishChange(ctx, run, at, events.TypeChangeDeleted, &events.Document{ExternalID: externalID}, reason, cause); err != nil {
+		if err := m.publishChange(ctx, run, at, events.TypeChangeDeleted, &events.Document{ExternalID: externalID}, "", reason, cause); err != nil {
 			return outcomeNone, err
 		}
 		if err := m.store.Catalog.Delete(ctx, key, rev); errors.Is(err, state.ErrConflict) {
@@ -237,8 +237,8 @@ func causeOfEvent(seq uint64) string { return "event." + strconv.FormatUint(seq,
 // publishChange publishes one change and waits for it to be stored. Its id
 // is derived from what caused it, so a republish after a crash is the same
 // message and JetStream stores it once.
-func (m *Manager) publishChange(ctx context.Context, run *state.Run, at time.Time, t events.Type, doc *events.Document, reason, cause string) error {
-	c := events.Change{ExternalID: doc.ExternalID, Reason: reason}
+func (m *Manager) publishChange(ctx context.Context, run *state.Run, at time.Time, t events.Type, doc *events.Document, fingerprint, reason, cause string) error {
+	c := events.Change{ExternalID: doc.ExternalID, Fingerprint: fingerprint, Reason: reason}
 	if t != events.TypeChangeDeleted {
 		c.Document = doc
 	}
@@ -295,7 +295,7 @@ func (m *Manager) ReplaySource(ctx context.Context, sourceID string) (*Replay, e
 	err := m.eachCatalogDoc(ctx, sourceID, func(rec *state.CatalogDoc) error {
 		doc := events.Document{ExternalID: rec.ExternalID, Title: rec.Title, ContentID: rec.ContentID,
 			Metadata: rec.Metadata, Permissions: rec.Permissions, Attributes: rec.Attributes}
-		if err := m.publishChange(ctx, pseudo, now, events.TypeChangeCreated, &doc, ReasonReplay, "replay."+rec.ExternalID); err != nil {
+		if err := m.publishChange(ctx, pseudo, now, events.TypeChangeCreated, &doc, rec.Hash, ReasonReplay, "replay."+rec.ExternalID); err != nil {
 			return err
 		}
 		rp.Documents++

@@ -289,7 +289,7 @@ func (m *Manager) CreateDocument(ctx context.Context, sourceID string, in Docume
 	}
 	now := time.Now().UTC()
 	pseudo := &state.Run{ID: ManualRunID, SourceID: sourceID}
-	if err := m.publishChange(ctx, pseudo, now, events.TypeChangeCreated, &doc, "", "manual."+ulid.Make().String()); err != nil {
+	if err := m.publishChange(ctx, pseudo, now, events.TypeChangeCreated, &doc, hash, "", "manual."+ulid.Make().String()); err != nil {
 		return nil, unavailable("create document", err)
 	}
 	rec := catalogRecord(pseudo, &doc, hash, now)
@@ -374,7 +374,7 @@ func (m *Manager) UpdateDocument(ctx context.Context, sourceID, docID string, in
 	}
 	now := time.Now().UTC()
 	pseudo := &state.Run{ID: ManualRunID, SourceID: sourceID}
-	if err := m.publishChange(ctx, pseudo, now, events.TypeChangeUpdated, &doc, "", "manual."+ulid.Make().String()); err != nil {
+	if err := m.publishChange(ctx, pseudo, now, events.TypeChangeUpdated, &doc, hash, "", "manual."+ulid.Make().String()); err != nil {
 		return nil, unavailable("update document", err)
 	}
 	rec := catalogRecord(pseudo, &doc, hash, now)
@@ -409,6 +409,10 @@ func (m *Manager) DeleteDocument(ctx context.Context, sourceID, docID string) er
 type DocumentStatus struct {
 	Status state.DocStatus `json:"status"`
 	Error  string          `json:"error"`
+	// Fingerprint, when given, is the version the indexer handled (the
+	// change's fingerprint); a report on a version the document has since
+	// left is refused as stale and changes nothing.
+	Fingerprint string `json:"fingerprint"`
 }
 
 // SetDocumentStatus records what an indexer made of a document.
@@ -429,11 +433,18 @@ func (m *Manager) SetDocumentStatus(ctx context.Context, sourceID, docID string,
 	defer unlock()
 	now := time.Now().UTC()
 	doc, rev, err := m.store.Catalog.Mutate(ctx, key, func(d *state.CatalogDoc) error {
+		if st.Fingerprint != "" && st.Fingerprint != d.Hash {
+			return &ConflictError{Code: CodeStale, Message: fmt.Sprintf("document %s has changed since version %s; its status is that of the newer version", docID, st.Fingerprint)}
+		}
 		d.Status, d.Error, d.StatusAt = st.Status, st.Error, &now
 		return nil
 	})
 	if errors.Is(err, state.ErrNotFound) {
 		return nil, &NotFoundError{Kind: "document", ID: docID}
+	}
+	var ce *ConflictError
+	if errors.As(err, &ce) {
+		return nil, ce
 	}
 	if err != nil {
 		return nil, unavailable("set document status", err)
@@ -455,12 +466,15 @@ func (m *Manager) statusReport(ctx context.Context, sourceID string, data []byte
 	if docID == "" {
 		return events.StatusReply{Error: &events.StatusError{Code: "invalid", Message: "doc_id or external_id is required"}}
 	}
-	_, err := m.SetDocumentStatus(ctx, sourceID, docID, DocumentStatus{Status: state.DocStatus(r.Status), Error: r.Error})
+	_, err := m.SetDocumentStatus(ctx, sourceID, docID, DocumentStatus{Status: state.DocStatus(r.Status), Error: r.Error, Fingerprint: r.Fingerprint})
 	var nf *NotFoundError
 	var ve *ValidationError
+	var ce *ConflictError
 	switch {
 	case err == nil:
 		return events.StatusReply{OK: true}
+	case errors.As(err, &ce):
+		return events.StatusReply{Error: &events.StatusError{Code: ce.Code, Message: ce.Message}}
 	case errors.As(err, &nf):
 		return events.StatusReply{Error: &events.StatusError{Code: "not_found", Message: nf.Error()}}
 	case errors.As(err, &ve):

@@ -209,7 +209,9 @@ func TestStatusOverNATS(t *testing.T) {
 	if err := json.Unmarshal(msg.Data, &rep); err != nil || rep.Error == nil || rep.Error.Code != "invalid" {
 		t.Fatalf("garbage report: %s", msg.Data)
 	}
-	// A changed document is pending again.
+	// A changed document is pending again, and a late report on its old
+	// version is refused as stale.
+	old := a.Hash
 	a2 := doc("a")
 	a2.Title = "new title"
 	e.fullRun(src, &events.RunCompleted{Checkpoint: json.RawMessage(`{}`)}, a2, doc("b"))
@@ -217,5 +219,24 @@ func TestStatusOverNATS(t *testing.T) {
 	b, _ = e.m.GetDocument(e.ctx, src.ID, state.DocID("b"))
 	if a.Status != state.DocPending || b.Status != state.DocFailed {
 		t.Fatalf("after a change: a %s, b %s", a.Status, b.Status)
+	}
+	err = events.ReportStatus(e.ctx, nc, src.ID, events.StatusReport{ExternalID: "a", Status: events.DocStatusIndexed, Fingerprint: old})
+	if !errors.As(err, &se) || se.Code != CodeStale {
+		t.Fatalf("stale report: %v", err)
+	}
+	var updated string
+	for _, env := range e.changes(src.ID) {
+		if p, ok := env.Payload().(*events.ChangeUpdated); ok && p.ExternalID == "a" {
+			updated = p.Fingerprint
+		}
+	}
+	if updated != a.Hash {
+		t.Fatalf("the change's fingerprint %q is not the catalog's %q", updated, a.Hash)
+	}
+	if err := events.ReportStatus(e.ctx, nc, src.ID, events.StatusReport{ExternalID: "a", Status: events.DocStatusIndexed, Fingerprint: updated}); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ = e.m.GetDocument(e.ctx, src.ID, state.DocID("a")); a.Status != state.DocIndexed {
+		t.Fatalf("after a current report: %s", a.Status)
 	}
 }

@@ -59,6 +59,8 @@ const (
 	CodeDocumentExists = "document_exists"
 	// CodeNotSupported: the source's connector cannot do what was asked.
 	CodeNotSupported = "not_supported"
+	// CodeStale: a status report on a version the document has left.
+	CodeStale = "stale"
 )
 
 // ErrUnavailable wraps failures of the bus; the API answers 503.

@@ -166,6 +166,11 @@ type Change struct {
 	ExternalID string `json:"external_id"`
 	// Document is the document as it is now; absent for a deletion.
 	Document *Document `json:"document,omitempty"`
+	// Fingerprint identifies this version of the document (the catalog's
+	// hash of title, content id, metadata, permissions and attributes);
+	// absent for a deletion. A status report that names it is refused as
+	// stale once the document has changed again.
+	Fingerprint string `json:"fingerprint,omitempty"`
 	// Reason says why a document was deleted: "deleted_in_source" (the
 	// connector reported it), "not_seen_in_full_sync" or "source_deleted";
 	// on a change.created, "replay" marks a replayed document.

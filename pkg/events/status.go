@@ -38,6 +38,10 @@ type StatusReport struct {
 	Status string `json:"status"`
 	// Error says why indexing failed (status failed only).
 	Error string `json:"error,omitempty"`
+	// Fingerprint, when given, is the change's fingerprint: the version
+	// the report is about. A report on a version the document has since
+	// left is refused (code stale) and changes nothing.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // StatusReply is the manager's answer to a StatusReport: OK, or the error
@@ -47,7 +51,8 @@ type StatusReply struct {
 	Error *StatusError `json:"error,omitempty"`
 }
 
-// StatusError is a refused report: code not_found or invalid.
+// StatusError is a refused report: code not_found, invalid, stale or
+// unavailable.
 type StatusError struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`

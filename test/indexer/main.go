@@ -67,11 +67,12 @@ func run() error {
 	if err := feed.Consume(func(env *events.Envelope) error {
 		key := func(id string) string { return env.SourceID + "/" + id }
 		var doc *events.Document
+		var version string
 		switch p := env.Payload().(type) {
 		case *events.ChangeCreated:
-			doc = p.Document
+			doc, version = p.Document, p.Fingerprint
 		case *events.ChangeUpdated:
-			doc = p.Document
+			doc, version = p.Document, p.Fingerprint
 		case *events.ChangeDeleted:
 			delete(view, key(p.ExternalID))
 			return write(*out, view)
@@ -88,13 +89,14 @@ func run() error {
 		if err := write(*out, view); err != nil {
 			return err
 		}
-		// Tell the manager what became of the document; a document deleted
-		// since is no longer its business.
+		// Tell the manager what became of this version of the document; a
+		// document deleted or changed since is no longer this change's
+		// business.
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		err := events.ReportStatus(rctx, nc, env.SourceID, events.StatusReport{ExternalID: doc.ExternalID, Status: events.DocStatusIndexed})
+		err := events.ReportStatus(rctx, nc, env.SourceID, events.StatusReport{ExternalID: doc.ExternalID, Status: events.DocStatusIndexed, Fingerprint: version})
 		var se *events.StatusError
-		if errors.As(err, &se) && se.Code == "not_found" {
+		if errors.As(err, &se) && (se.Code == "not_found" || se.Code == "stale") {
 			return nil
 		}
 		return err
