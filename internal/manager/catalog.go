@@ -52,12 +52,12 @@ const SourceDeletedRunID = "source-deleted"
 // message ids) and finishes the rest.
 func (m *Manager) dropCatalog(ctx context.Context, sourceID string) ([]string, error) {
 	var ids, contents []string
-	if err := m.eachCatalogDoc(ctx, sourceID, func(doc *state.CatalogDoc) error {
+	if err := m.scanCatalog(ctx, sourceID+".*", func(doc *catalogScan, _ uint64) error {
 		ids = append(ids, doc.ExternalID)
 		if doc.ContentID != "" {
 			contents = append(contents, doc.ContentID)
 		}
-		if raw, ok := doc.Metadata.Extra[RawContentKey].(string); ok && raw != "" {
+		if raw := doc.rawContentID(); raw != "" {
 			contents = append(contents, raw)
 		}
 		return nil
@@ -211,7 +211,7 @@ func (m *Manager) catalogDelete(ctx context.Context, run *state.Run, at time.Tim
 // did not see: after a completed full sync, they are gone from the source.
 func (m *Manager) sweep(ctx context.Context, run *state.Run, at time.Time) (uint64, error) {
 	var gone []string
-	if err := m.eachCatalogDoc(ctx, run.SourceID, func(doc *state.CatalogDoc) error {
+	if err := m.scanCatalog(ctx, run.SourceID+".*", func(doc *catalogScan, _ uint64) error {
 		if doc.LastSeenRun != run.ID && doc.Origin != state.OriginManual {
 			gone = append(gone, doc.ExternalID)
 		}
@@ -305,6 +305,63 @@ func (m *Manager) ReplaySource(ctx context.Context, sourceID string) (*Replay, e
 		return nil, unavailable("replay", err)
 	}
 	return rp, nil
+}
+
+// catalogScan is what the passes over the whole catalog (sweep, source
+// deletion, content collection, the documents index) read of each record:
+// decoding only these fields keeps a pass over a million records fast and
+// light.
+type catalogScan struct {
+	ExternalID  string          `json:"external_id"`
+	Title       string          `json:"title"`
+	ContentID   string          `json:"content_id"`
+	Status      state.DocStatus `json:"status"`
+	Origin      string          `json:"origin"`
+	LastSeenRun string          `json:"last_seen_run"`
+	Metadata    struct {
+		Path  string `json:"path"`
+		Extra struct {
+			RawContentID any `json:"raw_content_id"`
+		} `json:"extra"`
+	} `json:"metadata"`
+}
+
+// rawContentID is the record's raw content id, if it names one.
+func (c *catalogScan) rawContentID() string {
+	s, _ := c.Metadata.Extra.RawContentID.(string)
+	return s
+}
+
+// scanCatalog streams every record whose key matches filter ("<source>.*",
+// or ">" for all) into fn, through one watcher, failing rather than
+// stopping early. fn must not keep the *catalogScan.
+func (m *Manager) scanCatalog(ctx context.Context, filter string, fn func(*catalogScan, uint64) error) error {
+	w, err := m.store.Catalog.KV().Watch(ctx, filter, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("scan catalog: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	var rec catalogScan
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("scan catalog: %w", ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("scan catalog: watcher closed before the initial values were read")
+			}
+			if e == nil {
+				return nil
+			}
+			rec = catalogScan{}
+			if err := json.Unmarshal(e.Value(), &rec); err != nil {
+				return fmt.Errorf("scan catalog: %s: %w", e.Key(), err)
+			}
+			if err := fn(&rec, e.Revision()); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 // eachCatalogDoc calls fn with every catalog document of the source,

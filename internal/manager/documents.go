@@ -12,7 +12,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
 	"golang.org/x/sync/errgroup"
 
@@ -113,46 +112,20 @@ func (m *Manager) ListDocuments(ctx context.Context, sourceID string, f Document
 // loadIndex streams the source's catalog into fn, decoding only what the
 // index keeps.
 func (m *Manager) loadIndex(sourceID string, fn func(*state.CatalogDoc, uint64)) error {
-	w, err := m.store.Catalog.KV().Watch(m.applyCtx, sourceID+".*", jetstream.IgnoreDeletes())
-	if err != nil {
-		return fmt.Errorf("load documents index: %w", err)
-	}
-	defer func() { _ = w.Stop() }()
-	var slim struct {
-		ExternalID string          `json:"external_id"`
-		Title      string          `json:"title"`
-		Status     state.DocStatus `json:"status"`
-		Metadata   struct {
-			Path string `json:"path"`
-		} `json:"metadata"`
-	}
 	n := 0
-	for {
-		select {
-		case <-m.applyCtx.Done():
-			return m.applyCtx.Err()
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("load documents index: watcher closed before the initial values were read")
-			}
-			if e == nil {
-				if n > 50_000 {
-					// Loading a big source leaves much garbage behind (every
-					// record decoded once): give it back now rather than
-					// carry it at the heap's next goal.
-					debug.FreeOSMemory()
-				}
-				return nil
-			}
-			slim.ExternalID, slim.Title, slim.Status, slim.Metadata.Path = "", "", "", ""
-			if err := json.Unmarshal(e.Value(), &slim); err != nil {
-				return fmt.Errorf("load documents index: %s: %w", e.Key(), err)
-			}
-			fn(&state.CatalogDoc{ExternalID: slim.ExternalID, Title: slim.Title, Status: slim.Status,
-				Metadata: events.Metadata{Path: slim.Metadata.Path}}, e.Revision())
-			n++
-		}
+	err := m.scanCatalog(m.applyCtx, sourceID+".*", func(rec *catalogScan, rev uint64) error {
+		fn(&state.CatalogDoc{ExternalID: rec.ExternalID, Title: rec.Title, Status: rec.Status,
+			Metadata: events.Metadata{Path: rec.Metadata.Path}}, rev)
+		n++
+		return nil
+	})
+	if err == nil && n > 50_000 {
+		// Loading a big source leaves much garbage behind (every record
+		// decoded once): give it back now rather than carry it at the
+		// heap's next goal.
+		debug.FreeOSMemory()
 	}
+	return err
 }
 
 func validDocID(id string) bool {

@@ -49,11 +49,11 @@ type GCResult struct {
 // references returns every content id a catalog document names.
 func (m *Manager) references(ctx context.Context) (map[string]struct{}, error) {
 	refs := map[string]struct{}{}
-	err := m.store.Catalog.Each(ctx, ">", func(e state.Entry[state.CatalogDoc]) error {
-		if id := e.Value.ContentID; id != "" {
-			refs[id] = struct{}{}
+	err := m.scanCatalog(ctx, ">", func(doc *catalogScan, _ uint64) error {
+		if doc.ContentID != "" {
+			refs[doc.ContentID] = struct{}{}
 		}
-		if raw, ok := e.Value.Metadata.Extra[RawContentKey].(string); ok && raw != "" {
+		if raw := doc.rawContentID(); raw != "" {
 			refs[raw] = struct{}{}
 		}
 		return nil
