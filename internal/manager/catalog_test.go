@@ -292,6 +292,20 @@ func TestDeleteSourceDropsCatalog(t *testing.T) {
 	if _, _, err := e.m.store.Active.Get(e.ctx, src.ID); err == nil {
 		t.Fatal("the deletion's claim on the source was left behind")
 	}
+	// Its runs' events are gone; the other source's stay.
+	st, err := e.js.Stream(e.ctx, events.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]bool{src.ID: false, other.ID: true} {
+		info, err := st.Info(e.ctx, jetstream.WithSubjectFilter(events.SourceEventSubjects(id)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if has := len(info.State.Subjects) > 0; has != want {
+			t.Errorf("source %s has events: %v, want %v", id, has, want)
+		}
+	}
 }
 
 // While a source is being deleted, no run of it can start.

@@ -11,7 +11,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
+	"go.uber.org/zap"
 
 	"github.com/tributary-sync/tributary/pkg/connector"
 	"github.com/tributary-sync/tributary/pkg/events"
@@ -300,6 +302,15 @@ func (m *Manager) DeleteSource(ctx context.Context, id string) error {
 			if err := m.store.Runs.Delete(ctx, e.Key, 0); err != nil {
 				return unavailable("delete run", err)
 			}
+		}
+	}
+	// Its runs' events: every run has ended and been applied, so nothing
+	// reads them any more. They would expire with the stream's age limit
+	// anyway, so a failure here is only logged.
+	if st, err := m.js.Stream(ctx, events.StreamEvents); err == nil {
+		err = st.Purge(ctx, jetstream.WithPurgeSubject(events.SourceEventSubjects(id)))
+		if err != nil {
+			m.log.Warn("purge the deleted source's events", zap.String("source_id", id), zap.Error(err))
 		}
 	}
 	m.docs.drop(id)
