@@ -96,3 +96,21 @@ func BenchmarkListDocuments(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDocHash measures the catalog's fingerprint of a document, what
+// every document event costs to judge before any KV read.
+//
+//	go test ./internal/manager -run '^$' -bench DocHash -benchmem
+func BenchmarkDocHash(b *testing.B) {
+	now := time.Now().UTC()
+	d := &events.Document{ExternalID: "team/specs/2026/q1-roadmap.md", Title: "Q1 roadmap", ContentID: "01KQ0000000000000000000000",
+		Metadata: events.Metadata{Title: "Q1 roadmap", Author: "ada@example.com", UpdatedAt: &now, MimeType: "text/markdown",
+			Size: 48213, Path: "team/specs/2026/q1-roadmap.md", Extra: map[string]any{"raw_content_id": "01KQ0000000000000000000001"}},
+		Permissions: events.Permissions{Users: []string{"ada", "grace"}, Groups: []string{"eng"}},
+		Attributes:  map[string]any{"lang": "en", "labels": []any{"roadmap", "q1"}}}
+	for b.Loop() {
+		if _, err := docHash(d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
