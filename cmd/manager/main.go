@@ -30,6 +30,7 @@ import (
 	"github.com/tributary-sync/tributary/internal/cli"
 	"github.com/tributary-sync/tributary/internal/connectors/builtin"
 	"github.com/tributary-sync/tributary/internal/manager"
+	"github.com/tributary-sync/tributary/internal/secret"
 	"github.com/tributary-sync/tributary/internal/version"
 	"github.com/tributary-sync/tributary/internal/worker"
 )
@@ -50,6 +51,7 @@ type options struct {
 	shutdownGrace    time.Duration
 	gcInterval       time.Duration
 	gcGrace          time.Duration
+	secretKeyFile    string
 	logFormat        string
 	logLevel         string
 }
@@ -79,6 +81,7 @@ func run(args []string) error {
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 10*time.Second, "how long shutdown waits for running syncs to hand off")
 	fs.DurationVar(&o.gcInterval, "content-gc-interval", time.Hour, "how often content no document references is deleted (negative: never; a source deletion still collects its own)")
 	fs.DurationVar(&o.gcGrace, "content-gc-grace", time.Hour, "how old unreferenced content must be before it is deleted")
+	fs.StringVar(&o.secretKeyFile, "secret-key-file", "", "file holding the 32-byte key (64 hex digits) that seals source credentials; default <data-dir>/secret.key, created if missing. TRIBUTARY_SECRET_KEY gives the key itself")
 	fs.StringVar(&o.logFormat, "log-format", "console", "log format: console or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := cli.Parse(fs, args); err != nil {
@@ -95,6 +98,11 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+
+	key, err := secretKey(&o, log)
+	if err != nil {
+		return err
+	}
 
 	// Fail fast on a taken HTTP port, before anything else starts.
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", o.httpAddr)
@@ -151,7 +159,7 @@ func run(args []string) error {
 		}
 	}
 	m, err := manager.New(nc, manager.Config{Replicas: o.replicas, HeartbeatTimeout: o.heartbeatTimeout, ClientURL: clientURL,
-		ContentGCInterval: o.gcInterval, ContentGCGrace: o.gcGrace, Logger: log})
+		ContentGCInterval: o.gcInterval, ContentGCGrace: o.gcGrace, SecretKey: key, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -208,4 +216,29 @@ func run(args []string) error {
 		log.Warn("manager stop", zap.Error(err))
 	}
 	return exitErr
+}
+
+// secretKey returns the key credentials are sealed with: TRIBUTARY_SECRET_KEY,
+// else --secret-key-file, else <data-dir>/secret.key, created on first
+// start. The key itself is never logged.
+func secretKey(o *options, log *zap.Logger) ([]byte, error) {
+	if v, ok := os.LookupEnv("TRIBUTARY_SECRET_KEY"); ok {
+		k, err := secret.ParseKey(v)
+		if err != nil {
+			return nil, fmt.Errorf("TRIBUTARY_SECRET_KEY: %w", err)
+		}
+		return k, nil
+	}
+	path := o.secretKeyFile
+	if path == "" {
+		path = filepath.Join(o.dataDir, "secret.key")
+	}
+	k, created, err := secret.LoadOrCreate(path)
+	if err != nil {
+		return nil, fmt.Errorf("--secret-key-file: %w", err)
+	}
+	if created {
+		log.Warn("generated the key that seals source credentials; back it up, and give every manager the same one (--secret-key-file)", zap.String("path", path))
+	}
+	return k, nil
 }

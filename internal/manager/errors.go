@@ -61,6 +61,9 @@ const (
 	CodeNotSupported = "not_supported"
 	// CodeStale: a status report on a version the document has left.
 	CodeStale = "stale"
+	// CodeCredentialsUnreadable: a source's stored credentials cannot be
+	// opened with this manager's secret key.
+	CodeCredentialsUnreadable = "credentials_unreadable"
 )
 
 // ErrUnavailable wraps failures of the bus; the API answers 503.

@@ -4,6 +4,7 @@ package manager
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/tributary-sync/tributary/internal/bus"
 	"github.com/tributary-sync/tributary/internal/content"
+	"github.com/tributary-sync/tributary/internal/secret"
 	"github.com/tributary-sync/tributary/pkg/events"
 	"github.com/tributary-sync/tributary/pkg/state"
 )
@@ -47,6 +49,11 @@ type Config struct {
 	// DocIndexIdle is how long a source's in-memory documents index is kept
 	// after its last list; default 10m.
 	DocIndexIdle time.Duration
+	// SecretKey is the 32-byte key source credentials are sealed with.
+	// Default: a random key for this process only, so credentials stored
+	// now cannot be read after a restart (tests); the binary always gives
+	// one.
+	SecretKey []byte
 	// Logger; default zap.NewNop().
 	Logger *zap.Logger
 }
@@ -108,6 +115,7 @@ type Manager struct {
 	lock      *lock
 
 	content   *content.Store
+	box       *secret.Box
 	docs      *docIndex
 	keyLocks  keyLocks
 	statusSub *nats.Subscription
@@ -129,8 +137,18 @@ func New(nc *nats.Conn, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manager: jetstream: %w", err)
 	}
+	key := cfg.SecretKey
+	if key == nil {
+		key = make([]byte, secret.KeySize)
+		_, _ = rand.Read(key)
+		cfg.Logger.Warn("no secret key given: credentials are sealed with a key that dies with this process")
+	}
+	box, err := secret.New(key)
+	if err != nil {
+		return nil, fmt.Errorf("manager: %w", err)
+	}
 	return &Manager{cfg: cfg, nc: nc, js: js, log: cfg.Logger, schemas: newSchemas(),
-		docs: newDocIndex(), statusSem: make(chan struct{}, 32)}, nil
+		docs: newDocIndex(), statusSem: make(chan struct{}, 32), box: box}, nil
 }
 
 // Store returns the state store (after Start).
@@ -274,7 +292,12 @@ func (m *Manager) redispatch(ctx context.Context) error {
 			return err
 		}
 		m.log.Info("dispatching queued run again", zap.String("run_id", r.ID), zap.String("source_id", r.SourceID))
-		if err := m.dispatch(ctx, src, r); err != nil {
+		var ce *ConflictError
+		if err := m.dispatch(ctx, src, r); errors.As(err, &ce) {
+			// It can never be dispatched (its credentials cannot be
+			// opened): end it rather than stop the manager.
+			m.endRun(ctx, r.ID, state.RunFailed, ce.Message)
+		} else if err != nil {
 			return err
 		}
 	}

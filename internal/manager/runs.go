@@ -158,16 +158,11 @@ func (m *Manager) claimActive(ctx context.Context, sourceID, runID string) error
 
 // dispatch publishes the run's sync request and records that it did.
 func (m *Manager) dispatch(ctx context.Context, src *state.Source, run *state.Run) error {
-	req := &events.SyncRequested{Connector: src.Connector, Mode: run.Mode, Config: src.Config, Trigger: run.Trigger, Document: run.Document}
-	if src.HasCredentials {
-		c, _, err := m.store.Credentials.Get(ctx, src.ID)
-		if err != nil && !errors.Is(err, state.ErrNotFound) {
-			return unavailable("read credentials", err)
-		}
-		if c != nil {
-			req.Credentials = c.Data
-		}
+	req, err := m.syncRequestFor(ctx, src)
+	if err != nil {
+		return err
 	}
+	req.Mode, req.Trigger, req.Document = run.Mode, run.Trigger, run.Document
 	env, err := events.New(src.ID, run.ID, req)
 	if err != nil {
 		return fmt.Errorf("build sync request: %w", err)
@@ -189,6 +184,25 @@ func (m *Manager) dispatch(ctx context.Context, src *state.Source, run *state.Ru
 		m.log.Warn("record dispatch", zap.String("run_id", run.ID), zap.Error(err))
 	}
 	return nil
+}
+
+// syncRequestFor is a sync request for the source, with its credentials
+// in clear: they travel to the worker only in the request of a run.
+func (m *Manager) syncRequestFor(ctx context.Context, src *state.Source) (*events.SyncRequested, error) {
+	req := &events.SyncRequested{Connector: src.Connector, Config: src.Config}
+	if !src.HasCredentials {
+		return req, nil
+	}
+	c, _, err := m.store.Credentials.Get(ctx, src.ID)
+	if err != nil && !errors.Is(err, state.ErrNotFound) {
+		return nil, unavailable("read credentials", err)
+	}
+	if c != nil {
+		if req.Credentials, err = m.unseal(src.ID, c); err != nil {
+			return nil, err
+		}
+	}
+	return req, nil
 }
 
 // endRun marks a run terminal (if it is not already) and frees its source.

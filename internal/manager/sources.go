@@ -149,7 +149,7 @@ func (m *Manager) CreateSource(ctx context.Context, in CreateSource) (*state.Sou
 	}
 	// Credentials first: a source never points at credentials that are not there.
 	if hasCreds {
-		if _, err := m.store.Credentials.Put(ctx, src.ID, &state.Credentials{Data: compact(in.Credentials)}); err != nil {
+		if _, err := m.store.Credentials.Put(ctx, src.ID, m.seal(src.ID, in.Credentials)); err != nil {
 			return nil, unavailable("store credentials", err)
 		}
 	}
@@ -225,7 +225,7 @@ func (m *Manager) UpdateSource(ctx context.Context, id string, p SourcePatch) (*
 		return nil, &ValidationError{Details: details}
 	}
 	if p.Credentials != nil && !removeCreds {
-		if _, err := m.store.Credentials.Put(ctx, id, &state.Credentials{Data: compact(p.Credentials)}); err != nil {
+		if _, err := m.store.Credentials.Put(ctx, id, m.seal(id, p.Credentials)); err != nil {
 			return nil, unavailable("store credentials", err)
 		}
 	}
@@ -318,4 +318,26 @@ func (m *Manager) DeleteSource(ctx context.Context, id string) error {
 	// the next collection, which starts now.
 	m.releaseContent(released)
 	return nil
+}
+
+// seal encrypts a source's credentials for storage.
+func (m *Manager) seal(sourceID string, creds json.RawMessage) *state.Credentials {
+	return &state.Credentials{Sealed: m.box.Seal(compact(creds), sourceID), KeyID: m.box.KeyID()}
+}
+
+// unseal returns a source's credentials in clear.
+func (m *Manager) unseal(sourceID string, c *state.Credentials) (json.RawMessage, error) {
+	if c.Sealed == nil {
+		return c.Data, nil // a record from before sealing
+	}
+	if c.KeyID != m.box.KeyID() {
+		return nil, &ConflictError{Code: CodeCredentialsUnreadable, Message: fmt.Sprintf(
+			"The credentials of source %s are sealed with key %s but this manager has key %s: start it with the right --secret-key-file, or set the credentials again", sourceID, c.KeyID, m.box.KeyID())}
+	}
+	b, err := m.box.Open(c.Sealed, sourceID)
+	if err != nil {
+		return nil, &ConflictError{Code: CodeCredentialsUnreadable, Message: fmt.Sprintf(
+			"The credentials of source %s cannot be opened (%v): set them again", sourceID, err)}
+	}
+	return b, nil
 }

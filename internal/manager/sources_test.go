@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tributary-sync/tributary/internal/secret"
 	"github.com/tributary-sync/tributary/pkg/connector"
 	"github.com/tributary-sync/tributary/pkg/events"
 	"github.com/tributary-sync/tributary/pkg/state"
@@ -149,8 +151,11 @@ func TestCreateSourceStoresNormalisedRecord(t *testing.T) {
 		t.Fatalf("stored %+v, returned %+v", got, src)
 	}
 	creds, _, err := e.m.Store().Credentials.Get(e.ctx, src.ID)
-	if err != nil || string(creds.Data) != `{"token":"t"}` {
-		t.Fatalf("credentials %v, %v", creds, err)
+	if err != nil || creds.Data != nil || bytes.Contains(creds.Sealed, []byte("token")) {
+		t.Fatalf("credentials stored in clear: %+v, %v", creds, err)
+	}
+	if clear, err := e.m.unseal(src.ID, creds); err != nil || string(clear) != `{"token":"t"}` {
+		t.Fatalf("credentials %s, %v", clear, err)
 	}
 	// A JSON null for credentials means none.
 	src2, err := e.m.CreateSource(e.ctx, CreateSource{Name: "n2", Connector: "fake",
@@ -220,8 +225,11 @@ func TestUpdateSource(t *testing.T) {
 			t.Fatalf("rejected patch changed the source: %+v", got)
 		}
 		creds, _, err := e.m.Store().Credentials.Get(e.ctx, src.ID)
-		if err != nil || string(creds.Data) != `{"k":"v"}` {
-			t.Fatalf("rejected patch changed credentials: %v, %v", creds, err)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if clear, err := e.m.unseal(src.ID, creds); err != nil || string(clear) != `{"k":"v"}` {
+			t.Fatalf("rejected patch changed credentials: %s, %v", clear, err)
 		}
 	})
 	t.Run("valid patch", func(t *testing.T) {
@@ -320,4 +328,42 @@ func (e *env) waitTrigger(sourceID string) *state.Run {
 		return true
 	}, "the source to be free for a new run")
 	return run
+}
+
+// Credentials reach the sync request in clear, whether sealed or stored
+// before sealing; sealed under another key they fail the trigger with a
+// clear conflict, never a 500.
+func TestCredentialsSealed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{SecretKey: bytes.Repeat([]byte{1}, 32)})
+	e.register(fakeManifest)
+	src, err := e.m.CreateSource(e.ctx, CreateSource{Name: "s", Connector: "fake", Config: json.RawMessage(`{"root":"/x"}`), Credentials: json.RawMessage(`{"token":"t"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, _ := e.m.store.Credentials.Get(e.ctx, src.ID)
+	req, err := e.m.syncRequestFor(e.ctx, src)
+	if err != nil || string(req.Credentials) != `{"token":"t"}` {
+		t.Fatalf("sync request credentials %s, %v", req.Credentials, err)
+	}
+	// A record from before sealing.
+	if _, err := e.m.store.Credentials.Put(e.ctx, src.ID, &state.Credentials{Data: json.RawMessage(`{"old":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if req, err = e.m.syncRequestFor(e.ctx, src); err != nil || string(req.Credentials) != `{"old":1}` {
+		t.Fatalf("clear record: %s, %v", req.Credentials, err)
+	}
+	// Sealed under another key.
+	if _, err := e.m.store.Credentials.Put(e.ctx, src.ID, c); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := secret.New(bytes.Repeat([]byte{2}, 32))
+	e.m.box = other
+	var ce *ConflictError
+	if _, err := e.m.TriggerSync(e.ctx, src.ID, "", TriggerManual); !errors.As(err, &ce) || ce.Code != CodeCredentialsUnreadable {
+		t.Fatalf("trigger with the wrong key: %v", err)
+	}
+	if run, _ := e.m.activeRun(e.ctx, src.ID); run != nil {
+		t.Fatalf("the failed trigger left run %s active", run.ID)
+	}
 }

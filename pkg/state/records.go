@@ -26,8 +26,14 @@ type Source struct {
 
 // Credentials are a source's secrets, stored apart from the source.
 type Credentials struct {
-	// Data is the credentials document as given by the operator.
-	Data json.RawMessage `json:"data"`
+	// Sealed is the credentials document as given by the operator,
+	// encrypted by the manager (AES-256-GCM, bound to the source id) under
+	// the key named KeyID.
+	Sealed []byte `json:"sealed,omitempty"`
+	KeyID  string `json:"key_id,omitempty"`
+	// Data is the document in clear: only in records written before
+	// credentials were sealed; the manager never writes it.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // RunStatus is where a run is in its life.

@@ -107,6 +107,7 @@ type cluster struct {
 	nats     []*natsNode
 	natsURL  string
 	replicas int
+	dataDir  string // the manager's, across restarts: its credentials key
 	api      *harness.API
 	manager  *harness.Proc
 
@@ -121,7 +122,7 @@ func (c *cluster) startManager() {
 	c.t.Helper()
 	p := harness.Start(c.t, "manager", bins["manager"],
 		"--nats-url", c.natsURL, "--worker=false", "--http-addr", "127.0.0.1:0",
-		"--replicas", fmt.Sprint(c.replicas), "--heartbeat-timeout", heartbeat.String(),
+		"--data-dir", c.dataDir, "--replicas", fmt.Sprint(c.replicas), "--heartbeat-timeout", heartbeat.String(),
 		"--log-format", "json")
 	c.manager = p
 	ready := p.WaitLog("Tributary manager ready", time.Minute)
@@ -168,7 +169,7 @@ func (c *cluster) killWorker(rng *rand.Rand) string {
 // newCluster starts NATS (clustered at replication 3 when nodes is 3) and a
 // manager without a worker.
 func newCluster(t *testing.T, prof profile, nodes int) *cluster {
-	c := &cluster{t: t, prof: prof, kills: map[string]time.Time{}, replicas: 1}
+	c := &cluster{t: t, prof: prof, kills: map[string]time.Time{}, replicas: 1, dataDir: t.TempDir()}
 	c.nats = startNATS(t, nodes)
 	c.natsURL = urls(c.nats)
 	if nodes == 3 {
