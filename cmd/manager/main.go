@@ -52,6 +52,8 @@ type options struct {
 	gcInterval       time.Duration
 	gcGrace          time.Duration
 	secretKeyFile    string
+	authTokensFile   string
+	insecure         bool
 	logFormat        string
 	logLevel         string
 }
@@ -82,6 +84,8 @@ func run(args []string) error {
 	fs.DurationVar(&o.gcInterval, "content-gc-interval", time.Hour, "how often content no document references is deleted (negative: never; a source deletion still collects its own)")
 	fs.DurationVar(&o.gcGrace, "content-gc-grace", time.Hour, "how old unreferenced content must be before it is deleted")
 	fs.StringVar(&o.secretKeyFile, "secret-key-file", "", "file holding the 32-byte key (64 hex digits) that seals source credentials; default <data-dir>/secret.key, created if missing. TRIBUTARY_SECRET_KEY gives the key itself")
+	fs.StringVar(&o.authTokensFile, "auth-tokens-file", "", "file of \"TOKEN ROLE\" lines (roles admin, operator, viewer; # comments): every /v1 route then needs a bearer token. Re-read on SIGHUP")
+	fs.BoolVar(&o.insecure, "insecure", false, "allow an HTTP address other than loopback without --auth-tokens-file")
 	fs.StringVar(&o.logFormat, "log-format", "console", "log format: console or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := cli.Parse(fs, args); err != nil {
@@ -102,6 +106,14 @@ func run(args []string) error {
 	key, err := secretKey(&o, log)
 	if err != nil {
 		return err
+	}
+	var tokens *api.Tokens
+	if o.authTokensFile != "" {
+		if tokens, err = api.LoadTokens(o.authTokensFile); err != nil {
+			return fmt.Errorf("--auth-tokens-file: %w", err)
+		}
+	} else if !o.insecure && !loopback(o.httpAddr) {
+		return fmt.Errorf("--http-addr %s is not a loopback address and there is no --auth-tokens-file: anyone who can reach it could manage every source; give tokens, or --insecure to serve it open anyway", o.httpAddr)
 	}
 
 	// Fail fast on a taken HTTP port, before anything else starts.
@@ -188,7 +200,25 @@ func run(args []string) error {
 		}
 	}
 
-	srv := &http.Server{Handler: api.New(m, log), ReadHeaderTimeout: 10 * time.Second}
+	var apiOpts []api.Option
+	if tokens != nil {
+		apiOpts = append(apiOpts, api.WithTokens(tokens))
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for range hup {
+				if err := tokens.Reload(); err != nil {
+					log.Error("auth tokens not reloaded; the previous ones stay", zap.Error(err))
+					continue
+				}
+				log.Info("auth tokens reloaded", zap.Int("tokens", tokens.Len()))
+			}
+		}()
+	} else if o.insecure && !loopback(o.httpAddr) {
+		log.Warn("the HTTP API is open to anyone who can reach it (--insecure)", zap.String("http_addr", o.httpAddr))
+	}
+	srv := &http.Server{Handler: api.New(m, log, apiOpts...), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("Tributary manager ready", zap.String("version", version.Version),
@@ -241,4 +271,19 @@ func secretKey(o *options, log *zap.Logger) ([]byte, error) {
 		log.Warn("generated the key that seals source credentials; back it up, and give every manager the same one (--secret-key-file)", zap.String("path", path))
 	}
 	return k, nil
+}
+
+// loopback reports whether a listen address only accepts local
+// connections: a loopback IP or "localhost". An empty host listens on
+// every interface.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

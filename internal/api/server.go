@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -25,17 +26,28 @@ var errEOF = io.EOF
 
 // Server is the HTTP API over a manager.
 type Server struct {
-	m   *manager.Manager
-	log *zap.Logger
-	mux *http.ServeMux
+	m      *manager.Manager
+	log    *zap.Logger
+	mux    *http.ServeMux
+	tokens *Tokens
 }
 
+// Option configures a Server.
+type Option func(*Server)
+
+// WithTokens requires a bearer token on every /v1 route (/health and
+// /api/version stay open).
+func WithTokens(t *Tokens) Option { return func(s *Server) { s.tokens = t } }
+
 // New returns the API handler.
-func New(m *manager.Manager, log *zap.Logger) *Server {
+func New(m *manager.Manager, log *zap.Logger, opts ...Option) *Server {
 	if log == nil {
 		log = zap.NewNop()
 	}
 	s := &Server{m: m, log: log, mux: http.NewServeMux()}
+	for _, o := range opts {
+		o(s)
+	}
 	s.routes()
 	return s
 }
@@ -85,7 +97,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("http", zap.String("method", r.Method), zap.String("path", r.URL.Path),
 			zap.Int("status", sw.status), zap.Duration("took", time.Since(start)))
 	}()
-	if _, pattern := s.mux.Handler(r); pattern == "" {
+	_, pattern := s.mux.Handler(r)
+	if s.tokens != nil && (r.URL.Path == "/v1" || strings.HasPrefix(r.URL.Path, "/v1/")) && !s.authorize(sw, r, pattern) {
+		return
+	}
+	if pattern == "" {
 		// No route: let the mux decide between 404 and 405, answer in JSON.
 		rec := httptest.NewRecorder()
 		s.mux.ServeHTTP(rec, r)

@@ -14,6 +14,8 @@ import (
 type API struct {
 	T    testing.TB
 	Base string // http://host:port
+	// Token, when set, goes with every request as a bearer token.
+	Token string
 }
 
 // Do sends a request and decodes a JSON answer into out (when not nil). It
@@ -42,6 +44,9 @@ func (a *API) TryDo(method, path string, body any, out any) (int, error) {
 	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if a.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.Token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
