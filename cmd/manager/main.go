@@ -94,7 +94,7 @@ func run(args []string) error {
 		}
 		return err
 	}
-	log, _, err := cli.NewLogger(o.logFormat, o.logLevel)
+	log, level, err := cli.NewLogger(o.logFormat, o.logLevel)
 	if err != nil {
 		return err
 	}
@@ -200,7 +200,7 @@ func run(args []string) error {
 		}
 	}
 
-	var apiOpts []api.Option
+	apiOpts := []api.Option{api.WithLogLevel(level)}
 	if tokens != nil {
 		apiOpts = append(apiOpts, api.WithTokens(tokens))
 		hup := make(chan os.Signal, 1)

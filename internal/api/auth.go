@@ -131,6 +131,7 @@ var adminRoutes = map[string]bool{
 	"POST /v1/sources":        true,
 	"PATCH /v1/sources/{id}":  true,
 	"DELETE /v1/sources/{id}": true,
+	"PUT /v1/admin/log-level": true,
 }
 
 // requiredRole is the least role a route needs: reading is for viewers,

@@ -122,3 +122,33 @@ func TestAuth(t *testing.T) {
 		t.Fatal("a failed reload dropped the tokens")
 	}
 }
+
+func TestLogLevel(t *testing.T) {
+	n := testutil.StartNATS(t)
+	m, err := manager.New(n.Conn, manager.Config{Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Stop(t.Context()) })
+	level := zap.NewAtomicLevelAt(zap.InfoLevel)
+	srv := httptest.NewServer(api.New(m, zap.NewNop(), api.WithLogLevel(level)))
+	t.Cleanup(srv.Close)
+	e := &env{t: t, url: srv.URL}
+	if code, body := e.do("PUT", "/v1/admin/log-level", `{"level":"debug"}`); code != 200 || body["level"] != "debug" || level.Level() != zap.DebugLevel {
+		t.Fatalf("set debug: %d %v", code, body)
+	}
+	if code, body := e.do("GET", "/v1/admin/log-level", ""); code != 200 || body["level"] != "debug" {
+		t.Fatalf("get: %d %v", code, body)
+	}
+	for _, bad := range []string{`{"level":"loud"}`, `{"level":"fatal"}`, `{"level":3}`, `{}`} {
+		if code, body := e.do("PUT", "/v1/admin/log-level", bad); code != 422 || body["detail"] == nil {
+			t.Errorf("%s: %d %v", bad, code, body)
+		}
+	}
+	if level.Level() != zap.DebugLevel {
+		t.Fatal("a refused change changed the level")
+	}
+}

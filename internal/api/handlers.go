@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"net/http"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
 	"github.com/tributary-sync/tributary/internal/manager"
 	"github.com/tributary-sync/tributary/pkg/events"
 	"github.com/tributary-sync/tributary/pkg/state"
@@ -192,4 +195,39 @@ func (s *Server) listWorkers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": workers, "total": len(workers)})
+}
+
+// LogLevel is the body and answer of /v1/admin/log-level.
+type LogLevel struct {
+	Level string `json:"level"`
+}
+
+func (s *Server) getLogLevel(w http.ResponseWriter, r *http.Request) {
+	if s.level == nil {
+		writeProblem(w, http.StatusConflict, manager.CodeNotSupported, "This server's log level cannot be changed")
+		return
+	}
+	writeJSON(w, http.StatusOK, LogLevel{Level: s.level.String()})
+}
+
+// putLogLevel changes the manager's log level until it restarts.
+func (s *Server) putLogLevel(w http.ResponseWriter, r *http.Request) {
+	if s.level == nil {
+		writeProblem(w, http.StatusConflict, manager.CodeNotSupported, "This server's log level cannot be changed")
+		return
+	}
+	var req LogLevel
+	if !decodeBody(w, r, &req, false) {
+		return
+	}
+	lvl, err := zapcore.ParseLevel(req.Level)
+	if err != nil || req.Level == "" || lvl < zapcore.DebugLevel || lvl > zapcore.ErrorLevel {
+		writeJSON(w, http.StatusUnprocessableEntity, ValidationProblem{Detail: []manager.Detail{{
+			Loc: []any{"body", "level"}, Msg: "Input should be 'debug', 'info', 'warn' or 'error'", Type: "enum"}}})
+		return
+	}
+	old := s.level.Level()
+	s.level.SetLevel(lvl)
+	s.log.Info("log level changed", zap.Stringer("from", old), zap.Stringer("to", lvl))
+	writeJSON(w, http.StatusOK, LogLevel{Level: lvl.String()})
 }

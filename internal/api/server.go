@@ -30,6 +30,7 @@ type Server struct {
 	log    *zap.Logger
 	mux    *http.ServeMux
 	tokens *Tokens
+	level  *zap.AtomicLevel
 }
 
 // Option configures a Server.
@@ -38,6 +39,10 @@ type Option func(*Server)
 // WithTokens requires a bearer token on every /v1 route (/health and
 // /api/version stay open).
 func WithTokens(t *Tokens) Option { return func(s *Server) { s.tokens = t } }
+
+// WithLogLevel lets PUT /v1/admin/log-level change the level of the
+// manager's logger at run time.
+func WithLogLevel(l zap.AtomicLevel) Option { return func(s *Server) { s.level = &l } }
 
 // New returns the API handler.
 func New(m *manager.Manager, log *zap.Logger, opts ...Option) *Server {
@@ -79,6 +84,9 @@ func (s *Server) routes() {
 	h("GET /v1/runs", s.listRuns)
 	h("GET /v1/runs/{id}", s.getRun)
 	h("POST /v1/runs/{id}/cancel", s.cancelRun)
+
+	h("GET /v1/admin/log-level", s.getLogLevel)
+	h("PUT /v1/admin/log-level", s.putLogLevel)
 
 	h("GET /v1/connectors", s.listConnectors)
 	h("GET /v1/workers", s.listWorkers)
