@@ -231,3 +231,17 @@ func (s *Server) putLogLevel(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("log level changed", zap.Stringer("from", old), zap.Stringer("to", lvl))
 	writeJSON(w, http.StatusOK, LogLevel{Level: lvl.String()})
 }
+
+// runErrors pages through the run's document.error events.
+func (s *Server) runErrors(w http.ResponseWriter, r *http.Request) {
+	page, size, ok := paging(w, r)
+	if !ok {
+		return
+	}
+	items, total, err := s.m.RunErrors(r.Context(), r.PathValue("id"), page, size)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Page[manager.RunError]{Items: items, Total: total, Page: page, Size: size})
+}

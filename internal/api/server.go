@@ -84,6 +84,7 @@ func (s *Server) routes() {
 	h("GET /v1/runs", s.listRuns)
 	h("GET /v1/runs/{id}", s.getRun)
 	h("POST /v1/runs/{id}/cancel", s.cancelRun)
+	h("GET /v1/runs/{id}/errors", s.runErrors)
 
 	h("GET /v1/admin/log-level", s.getLogLevel)
 	h("PUT /v1/admin/log-level", s.putLogLevel)
