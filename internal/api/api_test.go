@@ -68,6 +68,7 @@ type env struct {
 	t   testing.TB
 	url string
 	c   *counter
+	m   *manager.Manager
 }
 
 func start(t testing.TB) *env {
@@ -103,7 +104,7 @@ func start(t testing.TB) *env {
 	})
 	srv := httptest.NewServer(api.New(m, log))
 	t.Cleanup(srv.Close)
-	return &env{t: t, url: srv.URL, c: c}
+	return &env{t: t, url: srv.URL, c: c, m: m}
 }
 
 func (e *env) do(method, path, body string) (int, map[string]any) {

@@ -26,11 +26,12 @@ var errEOF = io.EOF
 
 // Server is the HTTP API over a manager.
 type Server struct {
-	m      *manager.Manager
-	log    *zap.Logger
-	mux    *http.ServeMux
-	tokens *Tokens
-	level  *zap.AtomicLevel
+	m         *manager.Manager
+	log       *zap.Logger
+	mux       *http.ServeMux
+	tokens    *Tokens
+	level     *zap.AtomicLevel
+	keepAlive time.Duration
 }
 
 // Option configures a Server.
@@ -85,6 +86,8 @@ func (s *Server) routes() {
 	h("GET /v1/runs/{id}", s.getRun)
 	h("POST /v1/runs/{id}/cancel", s.cancelRun)
 	h("GET /v1/runs/{id}/errors", s.runErrors)
+	h("GET /v1/runs/{id}/events", s.runEvents)
+	h("GET /v1/events", s.allEvents)
 
 	h("GET /v1/admin/log-level", s.getLogLevel)
 	h("PUT /v1/admin/log-level", s.putLogLevel)

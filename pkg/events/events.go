@@ -35,6 +35,9 @@ const (
 	TypeChangeDeleted Type = "change.deleted"
 )
 
+// Known reports whether t is one of the protocol's event types.
+func (t Type) Known() bool { return newPayload(t) != nil }
+
 // Terminal reports whether the type ends a run.
 func (t Type) Terminal() bool {
 	return t == TypeRunCompleted || t == TypeRunFailed || t == TypeRunCancelled
