@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,6 +29,21 @@ func writeTokens(t *testing.T, path, text string) {
 	}
 }
 
+// startManager starts a manager, without a worker, on an embedded NATS.
+func startManager(t *testing.T) *manager.Manager {
+	t.Helper()
+	n := testutil.StartNATS(t)
+	m, err := manager.New(n.Conn, manager.Config{Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Stop(context.Background()) })
+	return m
+}
+
 func TestTokensFile(t *testing.T) {
 	dir := t.TempDir()
 	for name, text := range map[string]string{
@@ -51,15 +67,7 @@ func TestTokensFile(t *testing.T) {
 // Every /v1 route needs a token of a role high enough; /health does not;
 // a reload replaces the tokens, and a bad file keeps the old ones.
 func TestAuth(t *testing.T) {
-	n := testutil.StartNATS(t)
-	m, err := manager.New(n.Conn, manager.Config{Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Stop(t.Context()) })
+	m := startManager(t)
 	path := filepath.Join(t.TempDir(), "tokens")
 	writeTokens(t, path, "# the operators' tokens\n"+adminTok+" admin\n"+operatorTok+" operator # on call\n"+viewerTok+" viewer\n")
 	tokens, err := api.LoadTokens(path)
@@ -124,15 +132,7 @@ func TestAuth(t *testing.T) {
 }
 
 func TestLogLevel(t *testing.T) {
-	n := testutil.StartNATS(t)
-	m, err := manager.New(n.Conn, manager.Config{Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Stop(t.Context()) })
+	m := startManager(t)
 	level := zap.NewAtomicLevelAt(zap.InfoLevel)
 	srv := httptest.NewServer(api.New(m, zap.NewNop(), api.WithLogLevel(level)))
 	t.Cleanup(srv.Close)

@@ -138,7 +138,7 @@ func validDocID(id string) bool {
 
 // GetDocument returns one document by its id (state.DocID).
 func (m *Manager) GetDocument(ctx context.Context, sourceID, docID string) (*state.CatalogDoc, error) {
-	doc, _, err := m.getDocument(ctx, sourceID, docID)
+	_, doc, err := m.sourceDocument(ctx, sourceID, docID)
 	return doc, err
 }
 
@@ -153,19 +153,23 @@ func (m *Manager) docKey(ctx context.Context, sourceID, docID string) (string, e
 	return sourceID + "." + docID, nil
 }
 
-func (m *Manager) getDocument(ctx context.Context, sourceID, docID string) (*state.CatalogDoc, uint64, error) {
-	key, err := m.docKey(ctx, sourceID, docID)
+// sourceDocument returns a source and one of its documents.
+func (m *Manager) sourceDocument(ctx context.Context, sourceID, docID string) (*state.Source, *state.CatalogDoc, error) {
+	src, err := m.GetSource(ctx, sourceID)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
-	doc, rev, err := m.store.Catalog.Get(ctx, key)
+	if !validDocID(docID) {
+		return nil, nil, &NotFoundError{Kind: "document", ID: docID}
+	}
+	doc, _, err := m.store.Catalog.Get(ctx, sourceID+"."+docID)
 	if errors.Is(err, state.ErrNotFound) {
-		return nil, 0, &NotFoundError{Kind: "document", ID: docID}
+		return nil, nil, &NotFoundError{Kind: "document", ID: docID}
 	}
 	if err != nil {
-		return nil, 0, unavailable("get document", err)
+		return nil, nil, unavailable("get document", err)
 	}
-	return doc, rev, nil
+	return src, doc, nil
 }
 
 // RawContentKey is the metadata.extra key naming the original bytes of a

@@ -340,11 +340,7 @@ func (m *Manager) CancelRun(ctx context.Context, id string) (*state.Run, error) 
 // the source (it takes the source's one active-run slot) in which the
 // connector's DocumentSyncer emits that document again, or its deletion.
 func (m *Manager) SyncDocument(ctx context.Context, sourceID, docID string) (*state.Run, error) {
-	doc, err := m.GetDocument(ctx, sourceID, docID)
-	if err != nil {
-		return nil, err
-	}
-	src, err := m.GetSource(ctx, sourceID)
+	src, doc, err := m.sourceDocument(ctx, sourceID, docID)
 	if err != nil {
 		return nil, err
 	}

@@ -209,14 +209,23 @@ type entry struct {
 	mod   time.Time
 }
 
-// Sync implements connector.Connector.
-func (c *Connector) Sync(ctx context.Context, req *connector.SyncRequest, sc connector.SyncContext) error {
+// decodeConfig reads a request's config with its defaults, and checks it.
+func decodeConfig(req *connector.SyncRequest) (*Config, error) {
 	var cfg Config
 	if err := req.DecodeConfig(&cfg); err != nil {
-		return err
+		return nil, err
 	}
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// Sync implements connector.Connector.
+func (c *Connector) Sync(ctx context.Context, req *connector.SyncRequest, sc connector.SyncContext) error {
+	cfg, err := decodeConfig(req)
+	if err != nil {
 		return err
 	}
 	var cp Checkpoint
@@ -234,7 +243,7 @@ func (c *Connector) Sync(ctx context.Context, req *connector.SyncRequest, sc con
 		after = cp.After
 	}
 
-	entries, err := scan(ctx, &cfg)
+	entries, err := scan(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -254,7 +263,7 @@ func (c *Connector) Sync(ctx context.Context, req *connector.SyncRequest, sc con
 		if !full && known && prev == e.state {
 			continue
 		}
-		if err := c.emitFile(ctx, sc, &cfg, e, known && !full); err != nil {
+		if err := c.emitFile(ctx, sc, cfg, e, known && !full); err != nil {
 			if isCtx(ctx, err) {
 				return err
 			}
@@ -298,12 +307,8 @@ func (c *Connector) Sync(ctx context.Context, req *connector.SyncRequest, sc con
 // again, emitting it, or its deletion when it is gone or no longer matches
 // the source's patterns.
 func (c *Connector) SyncDocument(ctx context.Context, req *connector.SyncRequest, sc connector.SyncContext) error {
-	var cfg Config
-	if err := req.DecodeConfig(&cfg); err != nil {
-		return err
-	}
-	cfg.setDefaults()
-	if err := cfg.validate(); err != nil {
+	cfg, err := decodeConfig(req)
+	if err != nil {
 		return err
 	}
 	root, err := filepath.EvalSymlinks(cfg.Root)
@@ -313,7 +318,7 @@ func (c *Connector) SyncDocument(ctx context.Context, req *connector.SyncRequest
 	rel := req.Document
 	// External ids are clean slash paths under the root; anything else
 	// (an id from another connector, a path climbing out) is no file here.
-	if !fs.ValidPath(rel) || !matches(&cfg, rel) {
+	if !fs.ValidPath(rel) || !matches(cfg, rel) {
 		return sc.EmitDeleted(ctx, rel)
 	}
 	abs := filepath.Join(root, filepath.FromSlash(rel))
@@ -326,7 +331,7 @@ func (c *Connector) SyncDocument(ctx context.Context, req *connector.SyncRequest
 	}
 	sc.IncrementScanned(1)
 	e := entry{rel: rel, abs: abs, state: FileState{Size: fi.Size(), MtimeNS: fi.ModTime().UnixNano()}, mod: fi.ModTime()}
-	if err := c.emitFile(ctx, sc, &cfg, e, false); err != nil && !errors.Is(err, errSkip) {
+	if err := c.emitFile(ctx, sc, cfg, e, false); err != nil && !errors.Is(err, errSkip) {
 		return err
 	}
 	return nil
