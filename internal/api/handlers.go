@@ -1,8 +1,11 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"strings"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -18,6 +21,9 @@ type CreateSourceRequest struct {
 	Connector   string          `json:"connector"`
 	Config      json.RawMessage `json:"config"`
 	Credentials json.RawMessage `json:"credentials"`
+	// Schedule is {"every"|"cron", "mode", "paused"}; absent or null for
+	// manual syncs only.
+	Schedule json.RawMessage `json:"schedule"`
 }
 
 func (s *Server) createSource(w http.ResponseWriter, r *http.Request) {
@@ -25,7 +31,12 @@ func (s *Server) createSource(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req, false) {
 		return
 	}
-	src, err := s.m.CreateSource(r.Context(), manager.CreateSource(req))
+	sched, _, ok := decodeSchedule(w, req.Schedule)
+	if !ok {
+		return
+	}
+	src, err := s.m.CreateSource(r.Context(), manager.CreateSource{Name: req.Name, Connector: req.Connector,
+		Config: req.Config, Credentials: req.Credentials, Schedule: sched})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -66,6 +77,9 @@ type PatchSourceRequest struct {
 	Name        *string         `json:"name"`
 	Config      json.RawMessage `json:"config"`
 	Credentials json.RawMessage `json:"credentials"`
+	// Schedule replaces the schedule's interval, cron and mode (paused
+	// only when given); null removes the schedule.
+	Schedule json.RawMessage `json:"schedule"`
 }
 
 func (s *Server) patchSource(w http.ResponseWriter, r *http.Request) {
@@ -77,7 +91,12 @@ func (s *Server) patchSource(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req, false) {
 		return
 	}
-	src, err := s.m.UpdateSource(r.Context(), r.PathValue("id"), manager.SourcePatch(req))
+	sched, clear, ok := decodeSchedule(w, req.Schedule)
+	if !ok {
+		return
+	}
+	src, err := s.m.UpdateSource(r.Context(), r.PathValue("id"), manager.SourcePatch{Name: req.Name,
+		Config: req.Config, Credentials: req.Credentials, Schedule: sched, ClearSchedule: clear})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -244,4 +263,52 @@ func (s *Server) runErrors(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, Page[manager.RunError]{Items: items, Total: total, Page: page, Size: size})
+}
+
+// decodeSchedule reads a "schedule" member: nil when absent, clear when
+// null. A wrong shape is answered with a 422 and ok false.
+func decodeSchedule(w http.ResponseWriter, raw json.RawMessage) (in *manager.ScheduleInput, clear, ok bool) {
+	if raw == nil {
+		return nil, false, true
+	}
+	if string(bytes.TrimSpace(raw)) == "null" {
+		return nil, true, true
+	}
+	in = new(manager.ScheduleInput)
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(in); err != nil {
+		d := manager.Detail{Loc: []any{"body", "schedule"}, Msg: "Input should be an object with every, cron, mode and paused", Type: "dict_type"}
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &typ) && typ.Field != "":
+			d.Loc = append(d.Loc, typ.Field)
+			d.Msg = "Input should be a valid " + jsonKind(typ.Type.Kind().String())
+			d.Type = jsonKind(typ.Type.Kind().String()) + "_type"
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			d.Loc = append(d.Loc, strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`))
+			d.Msg, d.Type = "Extra inputs are not permitted", "extra_forbidden"
+		}
+		writeJSON(w, http.StatusUnprocessableEntity, ValidationProblem{Detail: []manager.Detail{d}})
+		return nil, false, false
+	}
+	return in, false, true
+}
+
+func (s *Server) pauseSource(w http.ResponseWriter, r *http.Request) {
+	src, err := s.m.PauseSource(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sourceView(src))
+}
+
+func (s *Server) resumeSource(w http.ResponseWriter, r *http.Request) {
+	src, err := s.m.ResumeSource(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sourceView(src))
 }

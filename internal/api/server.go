@@ -71,6 +71,8 @@ func (s *Server) routes() {
 	h("POST /v1/sources/{id}/sync", s.syncSource)
 	h("POST /v1/sources/{id}/cancel", s.cancelSource)
 	h("POST /v1/sources/{id}/replay", s.replaySource)
+	h("POST /v1/sources/{id}/pause", s.pauseSource)
+	h("POST /v1/sources/{id}/resume", s.resumeSource)
 
 	h("GET /v1/sources/{id}/documents", s.listDocuments)
 	h("POST /v1/sources/{id}/documents", s.createDocument)
@@ -239,13 +241,32 @@ type Source struct {
 	Config         json.RawMessage `json:"config"`
 	HasCredentials bool            `json:"has_credentials"`
 	LastRunID      string          `json:"last_run_id,omitempty"`
-	CreatedAt      time.Time       `json:"created_at"`
-	UpdatedAt      time.Time       `json:"updated_at"`
+	Schedule       state.Schedule  `json:"schedule"`
+	// NextRunAt is when the scheduler syncs the source next.
+	NextRunAt *time.Time `json:"next_run_at,omitempty"`
+	// Status is "active", "paused" or "degraded" (failing: see LastError).
+	Status              string    `json:"status"`
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	LastError           string    `json:"last_error,omitempty"`
+	CreatedAt           time.Time `json:"created_at"`
+	UpdatedAt           time.Time `json:"updated_at"`
 }
 
 func sourceView(s *state.Source) Source {
 	return Source{ID: s.ID, Name: s.Name, Connector: s.Connector, Config: s.Config,
-		HasCredentials: s.HasCredentials, LastRunID: s.LastRunID, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
+		HasCredentials: s.HasCredentials, LastRunID: s.LastRunID, Schedule: s.Schedule, NextRunAt: s.NextRunAt,
+		Status: sourceStatus(s), ConsecutiveFailures: s.ConsecutiveFailures, LastError: s.LastError,
+		CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
+}
+
+func sourceStatus(s *state.Source) string {
+	switch {
+	case s.Schedule.Paused:
+		return "paused"
+	case s.Degraded:
+		return "degraded"
+	}
+	return "active"
 }
 
 // Run is a run as the API shows it.

@@ -6,12 +6,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -54,6 +54,19 @@ type Config struct {
 	// now cannot be read after a restart (tests); the binary always gives
 	// one.
 	SecretKey []byte
+	// RetryBase is how long the scheduler waits before retrying a source
+	// after its first failed run, doubled per further failure up to
+	// RetryCap. Defaults 1m and 1h.
+	RetryBase time.Duration
+	RetryCap  time.Duration
+	// DegradedAfter is how many consecutive failed runs mark a source
+	// degraded; default 3.
+	DegradedAfter int
+	// Limits bound the runs dispatched at once; default none.
+	Limits Limits
+	// Clock is the scheduler's clock; default the real one. Tests inject a
+	// fake to make schedules fire without waiting.
+	Clock clockwork.Clock
 	// Logger; default zap.NewNop().
 	Logger *zap.Logger
 }
@@ -80,6 +93,18 @@ func (c *Config) setDefaults() {
 	if c.DocIndexIdle <= 0 {
 		c.DocIndexIdle = 10 * time.Minute
 	}
+	if c.RetryBase <= 0 {
+		c.RetryBase = time.Minute
+	}
+	if c.RetryCap <= 0 {
+		c.RetryCap = time.Hour
+	}
+	if c.DegradedAfter <= 0 {
+		c.DegradedAfter = 3
+	}
+	if c.Clock == nil {
+		c.Clock = clockwork.NewRealClock()
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -91,6 +116,12 @@ func (c *Config) validate() error {
 	}
 	if c.HeartbeatTimeout < 2*time.Second {
 		return fmt.Errorf("manager: heartbeat timeout %s is under 2s", c.HeartbeatTimeout)
+	}
+	if err := c.Limits.validate(); err != nil {
+		return err
+	}
+	if c.RetryCap < c.RetryBase {
+		return fmt.Errorf("manager: retry cap %s is under the retry base %s", c.RetryCap, c.RetryBase)
 	}
 	if c.ContentGCGrace < 0 || c.ContentGCSettle < 0 {
 		return fmt.Errorf("manager: content gc grace %s and settle %s must not be negative", c.ContentGCGrace, c.ContentGCSettle)
@@ -105,6 +136,7 @@ type Manager struct {
 	js      jetstream.JetStream
 	store   *state.Store
 	log     *zap.Logger
+	clock   clockwork.Clock
 	schemas *schemas
 
 	applyCtx  context.Context
@@ -120,6 +152,12 @@ type Manager struct {
 	keyLocks  keyLocks
 	statusSub *nats.Subscription
 	statusSem chan struct{}
+
+	sched       *scheduler
+	schedCancel context.CancelFunc
+	adm         *admission
+	admitCancel context.CancelFunc
+	admitDone   chan struct{}
 
 	gcMu     sync.Mutex
 	gcKick   chan []string
@@ -147,7 +185,7 @@ func New(nc *nats.Conn, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manager: %w", err)
 	}
-	return &Manager{cfg: cfg, nc: nc, js: js, log: cfg.Logger, schemas: newSchemas(),
+	return &Manager{cfg: cfg, nc: nc, js: js, log: cfg.Logger, clock: cfg.Clock, schemas: newSchemas(), adm: newAdmission(cfg.Limits),
 		docs: newDocIndex(), statusSem: make(chan struct{}, 32), box: box}, nil
 }
 
@@ -187,14 +225,23 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err := m.acquireLock(ctx); err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
-	if err := m.redispatch(ctx); err != nil {
-		return fmt.Errorf("manager: %w", err)
+	if err := m.loadAdmission(ctx); err != nil {
+		return fmt.Errorf("manager: load runs: %w", err)
 	}
 	if err := m.startApplier(ctx); err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
 	if err := m.startStatusService(); err != nil {
 		return fmt.Errorf("manager: %w", err)
+	}
+	var actx context.Context
+	actx, m.admitCancel = context.WithCancel(context.Background())
+	m.admitDone = make(chan struct{})
+	go m.admitLoop(actx, m.admitDone)
+	var sctx context.Context
+	sctx, m.schedCancel = context.WithCancel(context.Background())
+	if m.sched, err = m.startScheduler(sctx); err != nil {
+		return fmt.Errorf("manager: scheduler: %w", err)
 	}
 	var gctx context.Context
 	gctx, m.gcCancel = context.WithCancel(context.Background())
@@ -220,6 +267,16 @@ func (m *Manager) Stop(ctx context.Context) error {
 	m.stopOnce.Do(func() {
 		if m.statusSub != nil {
 			_ = m.statusSub.Drain()
+		}
+		if m.schedCancel != nil {
+			m.schedCancel()
+			if m.sched != nil {
+				m.sched.wait()
+			}
+		}
+		if m.admitCancel != nil {
+			m.admitCancel()
+			<-m.admitDone
 		}
 		if m.gcCancel != nil {
 			m.gcCancel()
@@ -269,37 +326,5 @@ func (m *Manager) startStatusService() error {
 		return fmt.Errorf("status service: %w", err)
 	}
 	m.statusSub = sub
-	return nil
-}
-
-// redispatch publishes the request of every queued run that was never
-// dispatched.
-func (m *Manager) redispatch(ctx context.Context) error {
-	runs, err := m.store.Runs.List(ctx)
-	if err != nil {
-		return err
-	}
-	for _, e := range runs {
-		r := e.Value
-		if r.Status != state.RunQueued || r.Dispatched {
-			continue
-		}
-		src, _, err := m.store.Sources.Get(ctx, r.SourceID)
-		if errors.Is(err, state.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		m.log.Info("dispatching queued run again", zap.String("run_id", r.ID), zap.String("source_id", r.SourceID))
-		var ce *ConflictError
-		if err := m.dispatch(ctx, src, r); errors.As(err, &ce) {
-			// It can never be dispatched (its credentials cannot be
-			// opened): end it rather than stop the manager.
-			m.endRun(ctx, r.ID, state.RunFailed, ce.Message)
-		} else if err != nil {
-			return err
-		}
-	}
 	return nil
 }

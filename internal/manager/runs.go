@@ -101,19 +101,38 @@ func (m *Manager) startRun(ctx context.Context, src *state.Source, mode events.S
 		_ = m.store.Runs.Delete(context.WithoutCancel(ctx), run.ID, 0)
 		return nil, err
 	}
+	if why := m.adm.tryTake(waitingRun{runID: run.ID, sourceID: sourceID, connector: src.Connector}); why != "" {
+		// Over a limit: it waits, in order, for the admit loop.
+		if r, _, err := m.store.Runs.Mutate(ctx, run.ID, func(r *state.Run) error {
+			if r.Dispatched || r.Status.Terminal() {
+				return errUnchanged
+			}
+			r.QueueReason = why
+			return nil
+		}); err == nil {
+			run = r
+		}
+		m.recordLastRun(ctx, sourceID, run.ID)
+		m.log.Info("run waits for a slot", zap.String("run_id", run.ID), zap.String("source_id", sourceID), zap.String("reason", why))
+		return run, nil
+	}
 	if err := m.dispatch(ctx, src, run); err != nil {
 		// Nothing will run it: end it now so the source is free again.
 		m.endRun(context.WithoutCancel(ctx), run.ID, state.RunFailed, "dispatch failed: "+err.Error())
 		return nil, err
 	}
+	m.recordLastRun(ctx, sourceID, run.ID)
+	run.Dispatched = true
+	return run, nil
+}
+
+func (m *Manager) recordLastRun(ctx context.Context, sourceID, runID string) {
 	if _, _, err := m.store.Sources.Mutate(ctx, sourceID, func(s *state.Source) error {
-		s.LastRunID = run.ID
+		s.LastRunID = runID
 		return nil
 	}); err != nil && !errors.Is(err, state.ErrNotFound) {
 		m.log.Warn("record last run", zap.String("source_id", sourceID), zap.Error(err))
 	}
-	run.Dispatched = true
-	return run, nil
 }
 
 // claimActive makes runID the source's active run, unless another run is
@@ -176,7 +195,7 @@ func (m *Manager) dispatch(ctx context.Context, src *state.Source, run *state.Ru
 		return unavailable("publish sync request", err)
 	}
 	if _, _, err := m.store.Runs.Mutate(ctx, run.ID, func(r *state.Run) error {
-		r.Dispatched = true
+		r.Dispatched, r.QueueReason = true, ""
 		return nil
 	}); err != nil && !errors.Is(err, state.ErrNotFound) {
 		// The request is out; a later re-dispatch is de-duplicated or dropped
@@ -207,12 +226,15 @@ func (m *Manager) syncRequestFor(ctx context.Context, src *state.Source) (*event
 
 // endRun marks a run terminal (if it is not already) and frees its source.
 func (m *Manager) endRun(ctx context.Context, runID string, status state.RunStatus, msg string) {
+	ended := false
 	run, _, err := m.store.Runs.Mutate(ctx, runID, func(r *state.Run) error {
+		ended = false
 		if r.Status.Terminal() {
 			return nil
 		}
 		now := time.Now().UTC()
 		r.Status, r.Error, r.FinishedAt, r.UpdatedAt = status, msg, &now, now
+		ended = true
 		return nil
 	})
 	if err != nil {
@@ -220,6 +242,9 @@ func (m *Manager) endRun(ctx context.Context, runID string, status state.RunStat
 		return
 	}
 	m.releaseActive(ctx, run.SourceID, runID)
+	if ended {
+		m.onRunEnded(ctx, run)
+	}
 }
 
 // releaseActive frees the source if runID is still its active run.
@@ -318,6 +343,7 @@ func (m *Manager) CancelRun(ctx context.Context, id string) (*state.Run, error) 
 	}
 	if wasQueued {
 		m.releaseActive(ctx, run.SourceID, run.ID)
+		m.onRunEnded(ctx, run)
 	} else if run.Status == state.RunRunning {
 		// A running run that no worker executes (its worker died and no
 		// other took it up yet, or no worker hosts its connector any more)

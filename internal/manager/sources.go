@@ -45,6 +45,26 @@ type CreateSource struct {
 	Connector   string
 	Config      json.RawMessage
 	Credentials json.RawMessage
+	// Schedule is nil for manual syncs only.
+	Schedule *ScheduleInput
+}
+
+// ScheduleInput sets a source's schedule: Every or Cron (or neither), Mode,
+// and Paused (nil keeps the current value; false for a new source).
+type ScheduleInput struct {
+	Every  string          `json:"every"`
+	Cron   string          `json:"cron"`
+	Mode   events.SyncMode `json:"mode"`
+	Paused *bool           `json:"paused"`
+}
+
+// apply sets in onto s.
+func (in *ScheduleInput) apply(s *state.Schedule) {
+	paused := s.Paused
+	if in.Paused != nil {
+		paused = *in.Paused
+	}
+	*s = state.Schedule{Every: in.Every, Cron: in.Cron, Mode: in.Mode, Paused: paused}
 }
 
 // SourcePatch changes a source; nil fields stay as they are.
@@ -53,6 +73,10 @@ type SourcePatch struct {
 	Config json.RawMessage
 	// Credentials replaces the credentials; the JSON null removes them.
 	Credentials json.RawMessage
+	// Schedule replaces interval, cron and mode (and paused, when given).
+	Schedule *ScheduleInput
+	// ClearSchedule removes interval, cron and mode: manual syncs only.
+	ClearSchedule bool
 }
 
 // Connector returns the registered manifest of a connector type.
@@ -131,6 +155,10 @@ func (m *Manager) CreateSource(ctx context.Context, in CreateSource) (*state.Sou
 			return nil, err
 		default:
 			details = append(details, m.validateConfig(man, in.Config)...)
+			if in.Schedule != nil {
+				_, d := parseSchedule(scheduleOf(in.Schedule), man)
+				details = append(details, d...)
+			}
 		}
 	}
 	hasCreds := len(in.Credentials) > 0 && !bytes.Equal(bytes.TrimSpace(in.Credentials), []byte("null"))
@@ -147,6 +175,10 @@ func (m *Manager) CreateSource(ctx context.Context, in CreateSource) (*state.Sou
 		ID: ulid.Make().String(), Name: strings.TrimSpace(in.Name), Connector: in.Connector,
 		Config: compact(in.Config), HasCredentials: hasCreds, CreatedAt: now, UpdatedAt: now,
 	}
+	if in.Schedule != nil {
+		in.Schedule.apply(&src.Schedule)
+		src.NextRunAt = regularNext(src.Schedule, m.clock.Now().UTC())
+	}
 	// Credentials first: a source never points at credentials that are not there.
 	if hasCreds {
 		if _, err := m.store.Credentials.Put(ctx, src.ID, m.seal(src.ID, in.Credentials)); err != nil {
@@ -157,6 +189,13 @@ func (m *Manager) CreateSource(ctx context.Context, in CreateSource) (*state.Sou
 		return nil, unavailable("store source", err)
 	}
 	return src, nil
+}
+
+// scheduleOf is the schedule in describes, for validation.
+func scheduleOf(in *ScheduleInput) state.Schedule {
+	var s state.Schedule
+	in.apply(&s)
+	return s
 }
 
 func compact(raw json.RawMessage) json.RawMessage {
@@ -208,12 +247,18 @@ func (m *Manager) UpdateSource(ctx context.Context, id string, p SourcePatch) (*
 			details = append(details, *d)
 		}
 	}
-	if p.Config != nil {
+	if p.Config != nil || p.Schedule != nil {
 		man, err := m.Connector(ctx, src.Connector)
 		if err != nil {
 			return nil, err
 		}
-		details = append(details, m.validateConfig(man, p.Config)...)
+		if p.Config != nil {
+			details = append(details, m.validateConfig(man, p.Config)...)
+		}
+		if p.Schedule != nil {
+			_, d := parseSchedule(scheduleOf(p.Schedule), man)
+			details = append(details, d...)
+		}
 	}
 	removeCreds := p.Credentials != nil && bytes.Equal(bytes.TrimSpace(p.Credentials), []byte("null"))
 	if p.Credentials != nil && !removeCreds && !isObject(p.Credentials) {
@@ -238,6 +283,17 @@ func (m *Manager) UpdateSource(ctx context.Context, id string, p SourcePatch) (*
 		}
 		if p.Credentials != nil {
 			s.HasCredentials = !removeCreds
+		}
+		if p.Schedule != nil || p.ClearSchedule {
+			before := s.Schedule
+			if p.ClearSchedule {
+				s.Schedule = state.Schedule{Paused: s.Schedule.Paused}
+			} else {
+				p.Schedule.apply(&s.Schedule)
+			}
+			if s.Schedule != before {
+				s.NextRunAt = regularNext(s.Schedule, m.clock.Now().UTC())
+			}
 		}
 		s.UpdatedAt = time.Now().UTC()
 		return nil

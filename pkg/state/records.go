@@ -22,7 +22,42 @@ type Source struct {
 	UpdatedAt      time.Time `json:"updated_at"`
 	// LastRunID is the most recent run of the source.
 	LastRunID string `json:"last_run_id,omitempty"`
+
+	// Schedule says when the scheduler syncs the source.
+	Schedule Schedule `json:"schedule"`
+	// NextRunAt is when the scheduler syncs the source next; nil when it
+	// has no schedule or is paused.
+	NextRunAt *time.Time `json:"next_run_at,omitempty"`
+	// ConsecutiveFailures counts the source's runs that failed since the
+	// last one that completed (cancelled runs and document re-fetches do
+	// not count). Scheduled runs back off exponentially while it is above
+	// zero.
+	ConsecutiveFailures int `json:"consecutive_failures,omitempty"`
+	// Degraded is set once ConsecutiveFailures reaches the manager's
+	// threshold, with the last failure's message in LastError; a completed
+	// run clears both.
+	Degraded  bool   `json:"degraded,omitempty"`
+	LastError string `json:"last_error,omitempty"`
 }
+
+// Schedule is when a source is synced without an operator asking. At most
+// one of Every and Cron is set; neither means manual syncs only.
+type Schedule struct {
+	// Every is an interval as a Go duration ("15m", "1h30m").
+	Every string `json:"every,omitempty"`
+	// Cron is a five-field cron expression ("*/5 * * * *") or a descriptor
+	// ("@hourly"), in UTC unless prefixed with "CRON_TZ=<zone> ".
+	Cron string `json:"cron,omitempty"`
+	// Mode is the sync mode of scheduled runs; empty picks incremental when
+	// the source has a checkpoint and the connector supports it.
+	Mode events.SyncMode `json:"mode,omitempty"`
+	// Paused stops scheduled runs (manual syncs still run).
+	Paused bool `json:"paused"`
+}
+
+// Scheduled reports whether the schedule names an interval or a cron
+// expression.
+func (s Schedule) Scheduled() bool { return s.Every != "" || s.Cron != "" }
 
 // Credentials are a source's secrets, stored apart from the source.
 type Credentials struct {
@@ -111,6 +146,9 @@ type Run struct {
 	// id so JetStream stores it once.
 	RequestID  string `json:"request_id,omitempty"`
 	Dispatched bool   `json:"dispatched,omitempty"`
+	// QueueReason says why a queued run was not dispatched yet: it waits
+	// for a slot under the manager's run limits.
+	QueueReason string `json:"queue_reason,omitempty"`
 }
 
 // Active names the one queued or running run of a source.

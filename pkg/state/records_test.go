@@ -118,12 +118,12 @@ func TestRecordJSON(t *testing.T) {
 		{
 			name: "source without a run",
 			v:    &state.Source{ID: "src1", Name: "notes", Connector: "filesystem", Config: json.RawMessage(`{}`)},
-			keys: []string{"config", "connector", "created_at", "has_credentials", "id", "name", "updated_at"},
+			keys: []string{"config", "connector", "created_at", "has_credentials", "id", "name", "schedule", "updated_at"},
 		},
 		{
 			name: "source with a run",
 			v:    &state.Source{ID: "src1", Config: json.RawMessage(`{}`), LastRunID: "run1"},
-			keys: []string{"config", "connector", "created_at", "has_credentials", "id", "last_run_id", "name", "updated_at"},
+			keys: []string{"config", "connector", "created_at", "has_credentials", "id", "last_run_id", "name", "schedule", "updated_at"},
 		},
 		{"credentials", &state.Credentials{Data: json.RawMessage(`{"token":"t"}`)}, []string{"data"}},
 		{"active", &state.Active{RunID: "run1", CreatedAt: at}, []string{"created_at", "run_id"}},
