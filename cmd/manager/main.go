@@ -18,6 +18,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -56,6 +59,33 @@ type options struct {
 	insecure         bool
 	logFormat        string
 	logLevel         string
+	maxActiveRuns    int
+	connectorLimits  connectorLimits
+	scheduleRetry    time.Duration
+	scheduleRetryCap time.Duration
+	degradedAfter    int
+}
+
+// connectorLimits is the repeatable --connector-limit NAME=N flag.
+type connectorLimits map[string]int
+
+func (c connectorLimits) String() string {
+	parts := make([]string, 0, len(c))
+	for k, v := range c {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, v))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func (c connectorLimits) Set(v string) error {
+	name, n, ok := strings.Cut(v, "=")
+	limit, err := strconv.Atoi(n)
+	if !ok || name == "" || err != nil || limit < 1 {
+		return fmt.Errorf("want CONNECTOR=N with N at least 1, got %q", v)
+	}
+	c[name] = limit
+	return nil
 }
 
 func main() {
@@ -88,6 +118,12 @@ func run(args []string) error {
 	fs.BoolVar(&o.insecure, "insecure", false, "allow an HTTP address other than loopback without --auth-tokens-file")
 	fs.StringVar(&o.logFormat, "log-format", "console", "log format: console or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.IntVar(&o.maxActiveRuns, "max-active-runs", 0, "runs dispatched at once across all sources; more wait queued, in order (0: no limit)")
+	o.connectorLimits = connectorLimits{}
+	fs.Var(o.connectorLimits, "connector-limit", "CONNECTOR=N: runs of one connector type dispatched at once (repeatable)")
+	fs.DurationVar(&o.scheduleRetry, "schedule-retry", time.Minute, "delay before a scheduled source is retried after a failed run, doubling per further failure")
+	fs.DurationVar(&o.scheduleRetryCap, "schedule-retry-cap", time.Hour, "longest delay between retries of a failing scheduled source")
+	fs.IntVar(&o.degradedAfter, "degraded-after", 3, "consecutive failed runs after which a source shows as degraded")
 	if err := cli.Parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -171,7 +207,9 @@ func run(args []string) error {
 		}
 	}
 	m, err := manager.New(nc, manager.Config{Replicas: o.replicas, HeartbeatTimeout: o.heartbeatTimeout, ClientURL: clientURL,
-		ContentGCInterval: o.gcInterval, ContentGCGrace: o.gcGrace, SecretKey: key, Logger: log})
+		ContentGCInterval: o.gcInterval, ContentGCGrace: o.gcGrace, SecretKey: key, Logger: log,
+		Limits:    manager.Limits{MaxActiveRuns: o.maxActiveRuns, PerConnector: o.connectorLimits},
+		RetryBase: o.scheduleRetry, RetryCap: o.scheduleRetryCap, DegradedAfter: o.degradedAfter})
 	if err != nil {
 		return err
 	}

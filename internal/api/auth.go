@@ -132,6 +132,9 @@ var adminRoutes = map[string]bool{
 	"PATCH /v1/sources/{id}":  true,
 	"DELETE /v1/sources/{id}": true,
 	"PUT /v1/admin/log-level": true,
+	// A checkpoint decides what the next sync reads (or skips).
+	"PUT /v1/sources/{id}/checkpoint":    true,
+	"DELETE /v1/sources/{id}/checkpoint": true,
 }
 
 // requiredRole is the least role a route needs: reading is for viewers,

@@ -312,3 +312,53 @@ func (s *Server) resumeSource(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, sourceView(src))
 }
+
+// CheckpointRequest is the body of PUT /v1/sources/{id}/checkpoint.
+type CheckpointRequest struct {
+	// Checkpoint is the connector's position, as its runs save it.
+	Checkpoint json.RawMessage `json:"checkpoint"`
+}
+
+func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request) {
+	cp, err := s.m.GetCheckpoint(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, cp)
+}
+
+func (s *Server) putCheckpoint(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.m.GetSource(r.Context(), r.PathValue("id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var req CheckpointRequest
+	if !decodeBody(w, r, &req, false) {
+		return
+	}
+	cp, err := s.m.SetCheckpoint(r.Context(), r.PathValue("id"), req.Checkpoint)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, cp)
+}
+
+func (s *Server) deleteCheckpoint(w http.ResponseWriter, r *http.Request) {
+	if err := s.m.ResetCheckpoint(r.Context(), r.PathValue("id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) retryRun(w http.ResponseWriter, r *http.Request) {
+	run, err := s.m.RetryRun(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/runs/"+run.ID)
+	writeJSON(w, http.StatusAccepted, runView(run))
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -73,6 +74,9 @@ func (s *Server) routes() {
 	h("POST /v1/sources/{id}/replay", s.replaySource)
 	h("POST /v1/sources/{id}/pause", s.pauseSource)
 	h("POST /v1/sources/{id}/resume", s.resumeSource)
+	h("GET /v1/sources/{id}/checkpoint", s.getCheckpoint)
+	h("PUT /v1/sources/{id}/checkpoint", s.putCheckpoint)
+	h("DELETE /v1/sources/{id}/checkpoint", s.deleteCheckpoint)
 
 	h("GET /v1/sources/{id}/documents", s.listDocuments)
 	h("POST /v1/sources/{id}/documents", s.createDocument)
@@ -87,6 +91,7 @@ func (s *Server) routes() {
 	h("GET /v1/runs", s.listRuns)
 	h("GET /v1/runs/{id}", s.getRun)
 	h("POST /v1/runs/{id}/cancel", s.cancelRun)
+	h("POST /v1/runs/{id}/retry", s.retryRun)
 	h("GET /v1/runs/{id}/errors", s.runErrors)
 	h("GET /v1/runs/{id}/events", s.runEvents)
 	h("GET /v1/events", s.allEvents)
@@ -287,11 +292,62 @@ type Run struct {
 	StartedAt       *time.Time `json:"started_at,omitempty"`
 	FinishedAt      *time.Time `json:"finished_at,omitempty"`
 	UpdatedAt       time.Time  `json:"updated_at"`
+	// QueueReason says why a queued run waits (run limits).
+	QueueReason string          `json:"queue_reason,omitempty"`
+	RetryOf     string          `json:"retry_of,omitempty"`
+	Continues   []string        `json:"continues,omitempty"`
+	Attempts    []state.Attempt `json:"attempts"`
+	// Progress is computed when the run is read; absent before it starts.
+	Progress *Progress `json:"progress,omitempty"`
+}
+
+// Progress is how far a run got and how fast.
+type Progress struct {
+	// ElapsedSeconds runs from the start to the end (or now).
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	// RatePerSecond is items scanned per second over that time.
+	RatePerSecond float64 `json:"rate_per_second"`
+	// Total is what the connector expects to scan, when it said.
+	Total uint64 `json:"total,omitempty"`
+	// Percent and ETASeconds need a total; the ETA only while running.
+	Percent    *float64 `json:"percent,omitempty"`
+	ETASeconds *float64 `json:"eta_seconds,omitempty"`
 }
 
 func runView(r *state.Run) Run {
+	attempts := r.Attempts
+	if attempts == nil {
+		attempts = []state.Attempt{}
+	}
 	return Run{ID: r.ID, SourceID: r.SourceID, Connector: r.Connector, Mode: r.Mode, Status: r.Status,
 		Trigger: r.Trigger, Document: r.Document, Attempt: r.Attempt, WorkerID: r.WorkerID, Counters: r.Counters, Error: r.Error,
 		CancelRequested: r.CancelRequested, CreatedAt: r.CreatedAt, StartedAt: r.StartedAt,
-		FinishedAt: r.FinishedAt, UpdatedAt: r.UpdatedAt}
+		FinishedAt: r.FinishedAt, UpdatedAt: r.UpdatedAt, QueueReason: r.QueueReason, RetryOf: r.RetryOf,
+		Continues: r.Continues, Attempts: attempts, Progress: progressOf(r, time.Now())}
 }
+
+func progressOf(r *state.Run, now time.Time) *Progress {
+	if r.StartedAt == nil {
+		return nil
+	}
+	end := now
+	if r.FinishedAt != nil {
+		end = *r.FinishedAt
+	}
+	elapsed := max(end.Sub(*r.StartedAt).Seconds(), 0)
+	p := &Progress{ElapsedSeconds: round2(elapsed), Total: r.Total}
+	if elapsed > 0 {
+		p.RatePerSecond = round2(float64(r.DocumentsScanned) / elapsed)
+	}
+	if r.Total > 0 {
+		pct := round2(min(100, 100*float64(r.DocumentsScanned)/float64(r.Total)))
+		p.Percent = &pct
+		if r.Status == state.RunRunning && p.RatePerSecond > 0 && r.Total > r.DocumentsScanned {
+			eta := round2(float64(r.Total-r.DocumentsScanned) / (float64(r.DocumentsScanned) / elapsed))
+			p.ETASeconds = &eta
+		}
+	}
+	return p
+}
+
+func round2(f float64) float64 { return math.Round(f*100) / 100 }

@@ -259,6 +259,13 @@ func applyEvent(run *state.Run, env *events.Envelope) {
 		if env.Attempt > run.Attempt {
 			run.ScannedBase = run.DocumentsScanned
 			run.Attempt = env.Attempt
+			for i := range run.Attempts {
+				if a := &run.Attempts[i]; a.EndedAt == nil {
+					t := env.Time
+					a.EndedAt, a.Outcome = &t, "interrupted"
+				}
+			}
+			run.Attempts = append(run.Attempts, state.Attempt{Number: env.Attempt, WorkerID: p.WorkerID, StartedAt: env.Time})
 		}
 		run.Status = state.RunRunning
 		run.WorkerID = p.WorkerID
@@ -282,6 +289,9 @@ func applyEvent(run *state.Run, env *events.Envelope) {
 		if n := run.ScannedBase + p.Scanned; n > run.DocumentsScanned {
 			run.DocumentsScanned = n
 		}
+		if p.Total > 0 {
+			run.Total = p.Total
+		}
 	case *events.RunCompleted:
 		if n := run.ScannedBase + p.Scanned; n > run.DocumentsScanned {
 			run.DocumentsScanned = n
@@ -299,6 +309,15 @@ func finish(run *state.Run, env *events.Envelope, status state.RunStatus, msg st
 	run.Status, run.FinishedAt = status, &t
 	if msg != "" {
 		run.Error = msg
+	}
+	endAttempt(run, t, string(status), msg)
+}
+
+// endAttempt closes the run's latest attempt, if one is open.
+func endAttempt(run *state.Run, at time.Time, outcome, msg string) {
+	if n := len(run.Attempts); n > 0 && run.Attempts[n-1].EndedAt == nil {
+		a := &run.Attempts[n-1]
+		a.EndedAt, a.Outcome, a.Error = &at, outcome, msg
 	}
 }
 
@@ -323,7 +342,10 @@ func (m *Manager) storeCheckpoint(ctx context.Context, run *state.Run, env *even
 			continue
 		case err != nil:
 			return err
-		case cur.RunID > run.ID:
+		case cur.RunID != CheckpointSetBy && cur.RunID > run.ID:
+			// A later run stored one (run ids sort by time). One an
+			// operator set is replaced: runs that may still store
+			// checkpoints started after it.
 			return nil
 		}
 		if _, err := m.store.Checkpoints.Update(ctx, run.SourceID, cp, rev); err == nil || !errors.Is(err, state.ErrConflict) {

@@ -212,7 +212,7 @@ func (m *Manager) catalogDelete(ctx context.Context, run *state.Run, at time.Tim
 func (m *Manager) sweep(ctx context.Context, run *state.Run, at time.Time) (uint64, error) {
 	var gone []string
 	if err := m.scanCatalog(ctx, run.SourceID+".*", func(doc *catalogScan, _ uint64) error {
-		if doc.LastSeenRun != run.ID && doc.Origin != state.OriginManual {
+		if !run.Saw(doc.LastSeenRun) && doc.Origin != state.OriginManual {
 			gone = append(gone, doc.ExternalID)
 		}
 		return nil

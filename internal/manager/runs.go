@@ -85,14 +85,61 @@ func (m *Manager) TriggerSync(ctx context.Context, sourceID string, mode events.
 	return m.startRun(ctx, src, mode, trigger, "")
 }
 
+// TriggerRetry marks runs that retry a failed or cancelled run.
+const TriggerRetry = "retry"
+
+// CodeNotRetryable: only failed and cancelled runs can be retried.
+const CodeNotRetryable = "not_retryable"
+
+// RetryRun starts a new run that redoes a failed or cancelled one: same
+// mode (and document, for a re-fetch). When it is the source's latest run
+// and left a checkpoint that is not final, the retry continues from it as
+// a later attempt of that run would, and counts what that run saw as seen.
+func (m *Manager) RetryRun(ctx context.Context, id string) (*state.Run, error) {
+	old, err := m.GetRun(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if old.Status != state.RunFailed && old.Status != state.RunCancelled {
+		return nil, &ConflictError{Code: CodeNotRetryable, RunID: old.ID,
+			Message: fmt.Sprintf("run %s is %s: only failed and cancelled runs can be retried", old.ID, old.Status)}
+	}
+	src, err := m.GetSource(ctx, old.SourceID)
+	if err != nil {
+		return nil, err
+	}
+	var cont []string
+	if old.Document == "" {
+		cp, _, err := m.store.Checkpoints.Get(ctx, old.SourceID)
+		if err != nil && !errors.Is(err, state.ErrNotFound) {
+			return nil, unavailable("read checkpoint", err)
+		}
+		// Only while nothing ran since: the checkpoint is then the one
+		// the failed run (or a run it continued) left.
+		if cp != nil && !cp.Final && src.LastRunID == old.ID && old.Saw(cp.RunID) {
+			cont = append(append(cont, old.Continues...), old.ID)
+		}
+	}
+	return m.startRunWith(ctx, src, old.Mode, TriggerRetry, old.Document, func(r *state.Run) {
+		r.RetryOf, r.Continues = old.ID, cont
+	})
+}
+
 // startRun stores a queued run, claims the source for it and dispatches it.
 func (m *Manager) startRun(ctx context.Context, src *state.Source, mode events.SyncMode, trigger, document string) (*state.Run, error) {
+	return m.startRunWith(ctx, src, mode, trigger, document, nil)
+}
+
+func (m *Manager) startRunWith(ctx context.Context, src *state.Source, mode events.SyncMode, trigger, document string, init func(*state.Run)) (*state.Run, error) {
 	sourceID := src.ID
 	now := time.Now().UTC()
 	run := &state.Run{
 		ID: ulid.Make().String(), SourceID: sourceID, Connector: src.Connector, Mode: mode,
 		Status: state.RunQueued, Trigger: trigger, Document: document, CreatedAt: now, UpdatedAt: now,
 		RequestID: ulid.Make().String(),
+	}
+	if init != nil {
+		init(run)
 	}
 	if _, err := m.store.Runs.Create(ctx, run.ID, run); err != nil {
 		return nil, unavailable("store run", err)
@@ -158,6 +205,9 @@ func (m *Manager) claimActive(ctx context.Context, sourceID, runID string) error
 		if strings.HasPrefix(cur.RunID, deletingPrefix) && time.Since(cur.CreatedAt) < deletingClaimTTL {
 			return &ConflictError{Code: CodeRunActive, Message: fmt.Sprintf("source %s is being deleted", sourceID)}
 		}
+		if strings.HasPrefix(cur.RunID, opPrefix) && time.Since(cur.CreatedAt) < deletingClaimTTL {
+			return &ConflictError{Code: CodeRunActive, Message: fmt.Sprintf("source %s's checkpoint is being changed", sourceID)}
+		}
 		other, _, err := m.store.Runs.Get(ctx, cur.RunID)
 		if err != nil && !errors.Is(err, state.ErrNotFound) {
 			return unavailable("read run", err)
@@ -181,7 +231,7 @@ func (m *Manager) dispatch(ctx context.Context, src *state.Source, run *state.Ru
 	if err != nil {
 		return err
 	}
-	req.Mode, req.Trigger, req.Document = run.Mode, run.Trigger, run.Document
+	req.Mode, req.Trigger, req.Document, req.ResumeOf = run.Mode, run.Trigger, run.Document, run.ResumeOf()
 	env, err := events.New(src.ID, run.ID, req)
 	if err != nil {
 		return fmt.Errorf("build sync request: %w", err)
@@ -234,6 +284,7 @@ func (m *Manager) endRun(ctx context.Context, runID string, status state.RunStat
 		}
 		now := time.Now().UTC()
 		r.Status, r.Error, r.FinishedAt, r.UpdatedAt = status, msg, &now, now
+		endAttempt(r, now, string(status), msg)
 		ended = true
 		return nil
 	})

@@ -143,7 +143,9 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 		switch {
 		case err == nil:
 			sreq.Checkpoint = cp.Checkpoint
-			sreq.Resumed = cp.RunID == env.RunID && !cp.Final
+			// A retry continues the run it retries (resume_of) as that
+			// run's next attempt would.
+			sreq.Resumed = (cp.RunID == env.RunID || (req.ResumeOf != "" && cp.RunID == req.ResumeOf)) && !cp.Final
 		case !errors.Is(err, state.ErrNotFound):
 			w.releaseLease(lease)
 			retry("read checkpoint", err)
@@ -253,7 +255,7 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 func (w *Worker) reportScanned(pub *publisher, sc *syncContext) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.HeartbeatTimeout)
 	defer cancel()
-	if err := pub.async(ctx, &events.Progress{Scanned: sc.scanned.Load()}); err != nil {
+	if err := pub.async(ctx, &events.Progress{Scanned: sc.scanned.Load(), Total: sc.total.Load()}); err != nil {
 		w.log.Debug("publish final progress", zap.Error(err))
 	}
 }
@@ -344,7 +346,7 @@ func (w *Worker) beat(runCtx context.Context, ar *activeRun, msg jetstream.Msg, 
 		defer progress.Stop()
 		hb := time.NewTicker(w.leaseTTL / 3)
 		defer hb.Stop()
-		var reported uint64
+		var reported, reportedTotal uint64
 		for {
 			select {
 			case <-done:
@@ -353,11 +355,11 @@ func (w *Worker) beat(runCtx context.Context, ar *activeRun, msg jetstream.Msg, 
 				// Never wait for the publisher here: while JetStream is slow
 				// to acknowledge, the connector holds it, and this loop must
 				// keep the lease and the ack deadline alive meanwhile.
-				if n := sc.scanned.Load(); n != reported {
-					if ok, err := pub.tryAsync(runCtx, &events.Progress{Scanned: n}); err != nil {
+				if n, total := sc.scanned.Load(), sc.total.Load(); n != reported || total != reportedTotal {
+					if ok, err := pub.tryAsync(runCtx, &events.Progress{Scanned: n, Total: total}); err != nil {
 						log.Debug("publish progress", zap.Error(err))
 					} else if ok {
-						reported = n
+						reported, reportedTotal = n, total
 					}
 				}
 			case <-hb.C:

@@ -30,6 +30,7 @@ type syncContext struct {
 	log     *zap.Logger
 
 	scanned atomic.Uint64
+	total   atomic.Uint64
 	// stopRequested is set when the worker shuts down: the next
 	// SaveCheckpoint returns ErrStopRequested and sets handedOff.
 	stopRequested atomic.Bool
@@ -94,6 +95,12 @@ func (s *syncContext) EmitError(ctx context.Context, externalID string, err erro
 func (s *syncContext) IncrementScanned(n int) {
 	if n > 0 {
 		s.scanned.Add(uint64(n))
+	}
+}
+
+func (s *syncContext) SetTotal(n int) {
+	if n >= 0 {
+		s.total.Store(uint64(n))
 	}
 }
 

@@ -227,6 +227,10 @@ type SyncContext interface {
 	// IncrementScanned adds n to the scanned counter. The worker reports the
 	// counter periodically; that report is also the run's heartbeat.
 	IncrementScanned(n int)
+	// SetTotal says how many items the sync expects to scan in all (the
+	// whole source, also when resumed), so operators see an ETA. Optional:
+	// call it when the number is known; later calls replace it.
+	SetTotal(n int)
 	// SaveCheckpoint stores a resumable position (any JSON-encodable value)
 	// after every earlier event is stored. A resumed attempt receives it as
 	// SyncRequest.Checkpoint.

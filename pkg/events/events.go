@@ -28,6 +28,11 @@ const (
 	TypeRunCompleted     Type = "run.completed"
 	TypeRunFailed        Type = "run.failed"
 	TypeRunCancelled     Type = "run.cancelled"
+	// TypeCheckpointChanged records an operator's change of a source's
+	// checkpoint (PUT or DELETE /v1/sources/{id}/checkpoint). The manager
+	// publishes it with the run id of the change ("op-<ULID>"): it belongs
+	// to no run.
+	TypeCheckpointChanged Type = "checkpoint.changed"
 
 	// The change feed (TRIBUTARY_CHANGES), published by the manager.
 	TypeChangeCreated Type = "change.created"
@@ -97,6 +102,10 @@ type SyncRequested struct {
 	// re-fetches (connectors that support it; see the SDK's DocumentSyncer).
 	// Such a run saves no checkpoint and deletes nothing it did not see.
 	Document string `json:"document,omitempty"`
+	// ResumeOf, on a retry, names the failed or cancelled run it retries:
+	// when the source's checkpoint is still that run's (not final), the
+	// retry continues from it as an attempt of that run would.
+	ResumeOf string `json:"resume_of,omitempty"`
 }
 
 // SyncCancel asks whoever runs the run to stop it. Published by the manager on
@@ -129,6 +138,17 @@ type DocumentError struct {
 // the run's heartbeat.
 type Progress struct {
 	Scanned uint64 `json:"scanned"`
+	// Total is how many items the connector expects to scan in all, when
+	// it said (SyncContext.SetTotal); 0 when unknown.
+	Total uint64 `json:"total,omitempty"`
+}
+
+// CheckpointChanged records that an operator set or reset (Checkpoint
+// null) a source's checkpoint while no run was active.
+type CheckpointChanged struct {
+	Checkpoint json.RawMessage `json:"checkpoint"`
+	// Previous is the checkpoint it replaced (null when there was none).
+	Previous json.RawMessage `json:"previous"`
 }
 
 // Checkpoint carries the connector's resumable position. Every event of the
@@ -311,6 +331,8 @@ func newPayload(t Type) any {
 		return &RunFailed{}
 	case TypeRunCancelled:
 		return &RunCancelled{}
+	case TypeCheckpointChanged:
+		return &CheckpointChanged{}
 	case TypeChangeCreated:
 		return &ChangeCreated{}
 	case TypeChangeUpdated:
@@ -346,6 +368,8 @@ func typeOf(payload any) (Type, bool) {
 		return TypeRunFailed, true
 	case *RunCancelled, RunCancelled:
 		return TypeRunCancelled, true
+	case *CheckpointChanged, CheckpointChanged:
+		return TypeCheckpointChanged, true
 	case *ChangeCreated, ChangeCreated:
 		return TypeChangeCreated, true
 	case *ChangeUpdated, ChangeUpdated:

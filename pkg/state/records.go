@@ -149,6 +149,52 @@ type Run struct {
 	// QueueReason says why a queued run was not dispatched yet: it waits
 	// for a slot under the manager's run limits.
 	QueueReason string `json:"queue_reason,omitempty"`
+	// Total is how many items the connector expects to scan, when it said
+	// (SetTotal); it gives the run an ETA.
+	Total uint64 `json:"total,omitempty"`
+	// Attempts are the run's attempts, oldest first.
+	Attempts []Attempt `json:"attempts,omitempty"`
+	// RetryOf is the run this one retries (POST /v1/runs/{id}/retry).
+	RetryOf string `json:"retry_of,omitempty"`
+	// Continues lists the earlier runs this one continues from their
+	// checkpoint, oldest first: a retry of a run that saved one. What they
+	// saw counts as seen by this run when a full sync sweeps deletions.
+	Continues []string `json:"continues,omitempty"`
+}
+
+// Saw reports whether the document last seen by run lastSeen was seen by
+// this run or a run it continues.
+func (r *Run) Saw(lastSeen string) bool {
+	if lastSeen == r.ID {
+		return true
+	}
+	for _, id := range r.Continues {
+		if id == lastSeen {
+			return true
+		}
+	}
+	return false
+}
+
+// ResumeOf is the run whose checkpoint this run continues from, or "".
+func (r *Run) ResumeOf() string {
+	if len(r.Continues) == 0 {
+		return ""
+	}
+	return r.Continues[len(r.Continues)-1]
+}
+
+// Attempt is one execution of a run by a worker.
+type Attempt struct {
+	Number    int        `json:"number"`
+	WorkerID  string     `json:"worker_id"`
+	StartedAt time.Time  `json:"started_at"`
+	EndedAt   *time.Time `json:"ended_at,omitempty"`
+	// Outcome is completed, failed or cancelled for the attempt that ended
+	// the run, and interrupted for one a later attempt took over from (its
+	// worker stopped or lost the source's lease); empty while it runs.
+	Outcome string `json:"outcome,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 // Active names the one queued or running run of a source.

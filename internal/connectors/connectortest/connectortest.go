@@ -79,6 +79,7 @@ type Recorder struct {
 	mu       sync.Mutex
 	events   []Event
 	scanned  int
+	total    int
 	refused  int
 	content  map[string]Content
 	finished bool
@@ -155,6 +156,13 @@ func (r *Recorder) IncrementScanned(n int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.scanned += n
+}
+
+// SetTotal implements connector.SyncContext.
+func (r *Recorder) SetTotal(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.total = n
 }
 
 // SaveCheckpoint implements connector.SyncContext.

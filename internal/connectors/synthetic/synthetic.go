@@ -158,6 +158,7 @@ func (c *Connector) Sync(ctx context.Context, req *connector.SyncRequest, sc con
 
 func (c *Connector) full(ctx context.Context, p *plan, cp Checkpoint, start int, prev Checkpoint, had bool, sc connector.SyncContext) error {
 	n := p.cfg.Count
+	sc.SetTotal(n)
 	// Documents beyond a shrunk count are gone. They are reported first, so
 	// that every partial checkpoint (which records the new count) comes
 	// after them and a resumed attempt need not remember the old count.
@@ -185,6 +186,7 @@ func (c *Connector) full(ctx context.Context, p *plan, cp Checkpoint, start int,
 func (c *Connector) incremental(ctx context.Context, p *plan, cp Checkpoint, start int, sc connector.SyncContext) error {
 	n := p.cfg.Count
 	k := Changed(n, p.cfg.ChangeRatio)
+	sc.SetTotal(k)
 	for j := start; j < k; j++ {
 		i := changedIndex(n, k, p.cfg.Seed, cp.Generation, j)
 		if err := c.one(ctx, p, cp.Generation, i, true, sc); err != nil {
