@@ -1,5 +1,6 @@
-// Package api serves the operators' HTTP API: /v1 resources, /health and
-// /api/version, with the error shapes documented in docs/api.md.
+// Package api serves the operators' HTTP API: /v1 resources, /health,
+// /api/version and /openapi.json, with the error shapes documented in
+// docs/api.md and described in openapi.json.
 package api
 
 import (
@@ -9,6 +10,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,13 +35,15 @@ type Server struct {
 	tokens    *Tokens
 	level     *zap.AtomicLevel
 	keepAlive time.Duration
+	// patterns are the routes' patterns, in the order routes registers them.
+	patterns []string
 }
 
 // Option configures a Server.
 type Option func(*Server)
 
-// WithTokens requires a bearer token on every /v1 route (/health and
-// /api/version stay open).
+// WithTokens requires a bearer token on every /v1 route (/health,
+// /api/version and /openapi.json stay open).
 func WithTokens(t *Tokens) Option { return func(s *Server) { s.tokens = t } }
 
 // WithLogLevel lets PUT /v1/admin/log-level change the level of the
@@ -59,10 +63,17 @@ func New(m *manager.Manager, log *zap.Logger, opts ...Option) *Server {
 	return s
 }
 
+// routes registers every route. A route added here must also be described
+// in openapi.json: TestOpenAPIRoutes fails until it is (see "Adding a
+// route" in docs/api.md).
 func (s *Server) routes() {
-	h := s.mux.HandleFunc
+	h := func(pattern string, fn http.HandlerFunc) {
+		s.patterns = append(s.patterns, pattern)
+		s.mux.HandleFunc(pattern, fn)
+	}
 	h("GET /health", s.health)
 	h("GET /api/version", s.version)
+	h("GET /openapi.json", s.openAPI)
 
 	h("POST /v1/sources", s.createSource)
 	h("GET /v1/sources", s.listSources)
@@ -102,6 +113,10 @@ func (s *Server) routes() {
 	h("GET /v1/connectors", s.listConnectors)
 	h("GET /v1/workers", s.listWorkers)
 }
+
+// Routes returns the pattern of every route ("GET /v1/sources/{id}"), in
+// the order they are registered.
+func (s *Server) Routes() []string { return slices.Clone(s.patterns) }
 
 // ServeHTTP serves the API: unknown routes and methods answer in the JSON
 // error shape, and a panic is a 500, never a dropped connection.

@@ -43,6 +43,9 @@ func (m *Manager) ListConnectors(ctx context.Context) ([]RegisteredConnector, er
 			m.log.Warn("skipping undecodable connector manifest", zap.String("connector", e.Key))
 			continue
 		}
+		if man.SyncModes == nil {
+			man.SyncModes = []connector.SyncMode{} // "full only" is an empty list, not null
+		}
 		out = append(out, RegisteredConnector{Manifest: man, Workers: hosted[man.Name], RegisteredAt: e.Value.RegisteredAt})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
