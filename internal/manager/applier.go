@@ -296,6 +296,9 @@ func applyEvent(run *state.Run, env *events.Envelope) {
 		if n := run.ScannedBase + p.Scanned; n > run.DocumentsScanned {
 			run.DocumentsScanned = n
 		}
+		if p.Total > 0 {
+			run.Total = p.Total
+		}
 		finish(run, env, state.RunCompleted, "")
 	case *events.RunFailed:
 		finish(run, env, state.RunFailed, p.Error)

@@ -211,7 +211,7 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 		// would be taken for that worker's delivery.
 		log.Warn("source lease lost; abandoning the attempt")
 	case out == outcomeCompleted:
-		w.finish(log, msg, pub, lease, &events.RunCompleted{Checkpoint: finalCP, Scanned: sc.scanned.Load()})
+		w.finish(log, msg, pub, lease, &events.RunCompleted{Checkpoint: finalCP, Scanned: sc.scanned.Load(), Total: sc.total.Load()})
 	case sc.handedOff.Load() || errors.Is(cause, errShutdown):
 		// Hand the request back: once barrier returns every event so far is
 		// stored, and the next attempt resumes from the last checkpoint.
@@ -244,7 +244,7 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 	case out == outcomeFailed:
 		w.finish(log, msg, pub, lease, &events.RunFailed{Error: failErr.Error()})
 	case syncErr == nil:
-		w.finish(log, msg, pub, lease, &events.RunCompleted{Checkpoint: finalCP, Scanned: sc.scanned.Load()})
+		w.finish(log, msg, pub, lease, &events.RunCompleted{Checkpoint: finalCP, Scanned: sc.scanned.Load(), Total: sc.total.Load()})
 	default:
 		w.finish(log, msg, pub, lease, &events.RunFailed{Error: syncErr.Error()})
 	}

@@ -172,6 +172,8 @@ type RunStarted struct {
 type RunCompleted struct {
 	Checkpoint json.RawMessage `json:"checkpoint,omitempty"`
 	Scanned    uint64          `json:"scanned"`
+	// Total is the connector's expected total, as in Progress.
+	Total uint64 `json:"total,omitempty"`
 }
 
 // RunFailed ends a run with an error, for good: a worker that wants another
