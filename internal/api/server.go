@@ -1,5 +1,6 @@
-// Package api serves the operators' HTTP API: /v1 resources, /health and
-// /api/version, with the error shapes documented in docs/api.md.
+// Package api serves the operators' HTTP API: /v1 resources, /health,
+// /api/version and /metrics, with the error shapes documented in
+// docs/api.md.
 package api
 
 import (
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/tributary-sync/tributary/internal/manager"
@@ -32,18 +35,23 @@ type Server struct {
 	tokens    *Tokens
 	level     *zap.AtomicLevel
 	keepAlive time.Duration
+	metrics   prometheus.Gatherer
 }
 
 // Option configures a Server.
 type Option func(*Server)
 
-// WithTokens requires a bearer token on every /v1 route (/health and
-// /api/version stay open).
+// WithTokens requires a bearer token on every /v1 route (/health,
+// /api/version and /metrics stay open).
 func WithTokens(t *Tokens) Option { return func(s *Server) { s.tokens = t } }
 
 // WithLogLevel lets PUT /v1/admin/log-level change the level of the
 // manager's logger at run time.
 func WithLogLevel(l zap.AtomicLevel) Option { return func(s *Server) { s.level = &l } }
+
+// WithMetrics serves what g gathers at GET /metrics, in the Prometheus
+// text format; without it there is no /metrics.
+func WithMetrics(g prometheus.Gatherer) Option { return func(s *Server) { s.metrics = g } }
 
 // New returns the API handler.
 func New(m *manager.Manager, log *zap.Logger, opts ...Option) *Server {
@@ -62,6 +70,15 @@ func (s *Server) routes() {
 	h := s.mux.HandleFunc
 	h("GET /health", s.health)
 	h("GET /api/version", s.version)
+	if s.metrics != nil {
+		// Open like /health: scrapers seldom carry tokens, and it shows
+		// counts, connector and consumer names, never a source or a
+		// credential. A failed collector leaves its metrics out rather
+		// than fail the scrape.
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{
+			ErrorLog: zap.NewStdLog(s.log), ErrorHandling: promhttp.ContinueOnError,
+		}))
+	}
 
 	h("POST /v1/sources", s.createSource)
 	h("GET /v1/sources", s.listSources)

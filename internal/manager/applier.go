@@ -156,6 +156,7 @@ func (m *Manager) applyBatch(ctx context.Context, batch []jetstream.Msg) error {
 			return err
 		}
 	}
+	m.metrics.applied(byRun)
 	return nil
 }
 
@@ -237,6 +238,7 @@ func (m *Manager) applyRun(ctx context.Context, runID string, evs []applied) err
 		if run.Status.Terminal() {
 			m.releaseActive(ctx, run.SourceID, run.ID)
 			if !wasTerminal {
+				m.metrics.runEnded(run)
 				m.log.Info("run ended", zap.String("run_id", run.ID), zap.String("source_id", run.SourceID),
 					zap.String("status", string(run.Status)), zap.Uint64("emitted", run.DocumentsEmitted),
 					zap.Uint64("updated", run.DocumentsUpdated), zap.Uint64("deleted", run.DocumentsDeleted))

@@ -207,8 +207,9 @@ func (m *Manager) syncRequestFor(ctx context.Context, src *state.Source) (*event
 
 // endRun marks a run terminal (if it is not already) and frees its source.
 func (m *Manager) endRun(ctx context.Context, runID string, status state.RunStatus, msg string) {
+	ended := false
 	run, _, err := m.store.Runs.Mutate(ctx, runID, func(r *state.Run) error {
-		if r.Status.Terminal() {
+		if ended = !r.Status.Terminal(); !ended {
 			return nil
 		}
 		now := time.Now().UTC()
@@ -218,6 +219,9 @@ func (m *Manager) endRun(ctx context.Context, runID string, status state.RunStat
 	if err != nil {
 		m.log.Warn("end run", zap.String("run_id", runID), zap.Error(err))
 		return
+	}
+	if ended {
+		m.metrics.runEnded(run)
 	}
 	m.releaseActive(ctx, run.SourceID, runID)
 }
@@ -317,6 +321,7 @@ func (m *Manager) CancelRun(ctx context.Context, id string) (*state.Run, error) 
 		return nil, unavailable("cancel run", err)
 	}
 	if wasQueued {
+		m.metrics.runEnded(run)
 		m.releaseActive(ctx, run.SourceID, run.ID)
 	} else if run.Status == state.RunRunning {
 		// A running run that no worker executes (its worker died and no
