@@ -1,5 +1,6 @@
-// Command manager runs the Tributary control plane: the HTTP API, the event
-// applier and, by default, an embedded NATS server and an in-process worker.
+// Command manager runs the Tributary control plane: the HTTP API (with
+// Prometheus metrics at /metrics), the event applier and, by default, an
+// embedded NATS server and an in-process worker.
 //
 //	go run ./cmd/manager                      # everything in one process
 //	go run ./cmd/manager --nats-url nats://…  # against an external NATS
@@ -26,6 +27,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
 	"github.com/tributary-sync/tributary/internal/api"
@@ -206,8 +209,12 @@ func run(args []string) error {
 			clientURL = ns.ClientURL()
 		}
 	}
+	// The process's own registry, not the global one: /metrics shows
+	// exactly what is registered here.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m, err := manager.New(nc, manager.Config{Replicas: o.replicas, HeartbeatTimeout: o.heartbeatTimeout, ClientURL: clientURL,
-		ContentGCInterval: o.gcInterval, ContentGCGrace: o.gcGrace, SecretKey: key, Logger: log,
+		ContentGCInterval: o.gcInterval, ContentGCGrace: o.gcGrace, SecretKey: key, Metrics: reg, Logger: log,
 		Limits:    manager.Limits{MaxActiveRuns: o.maxActiveRuns, PerConnector: o.connectorLimits},
 		RetryBase: o.scheduleRetry, RetryCap: o.scheduleRetryCap, DegradedAfter: o.degradedAfter})
 	if err != nil {
@@ -238,7 +245,7 @@ func run(args []string) error {
 		}
 	}
 
-	apiOpts := []api.Option{api.WithLogLevel(level)}
+	apiOpts := []api.Option{api.WithLogLevel(level), api.WithMetrics(reg)}
 	if tokens != nil {
 		apiOpts = append(apiOpts, api.WithTokens(tokens))
 		hup := make(chan os.Signal, 1)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -73,13 +74,24 @@ type env struct {
 
 func start(t testing.TB) *env {
 	t.Helper()
+	return startWith(t, nil)
+}
+
+// startWith is start with a metrics registry the manager registers on and
+// /metrics serves; nil: no metrics.
+func startWith(t testing.TB, reg *prometheus.Registry) *env {
+	t.Helper()
 	n := testutil.StartNATS(t)
 	// A fuzz target must not log through f: stay quiet there.
 	log := zap.NewNop()
 	if tt, ok := t.(*testing.T); ok {
 		log = zaptest.NewLogger(tt)
 	}
-	m, err := manager.New(n.Conn, manager.Config{Logger: log})
+	cfg, opts := manager.Config{Logger: log}, []api.Option(nil)
+	if reg != nil {
+		cfg.Metrics, opts = reg, append(opts, api.WithMetrics(reg))
+	}
+	m, err := manager.New(n.Conn, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +114,7 @@ func start(t testing.TB) *env {
 		defer cancel()
 		_ = w.Stop(sctx)
 	})
-	srv := httptest.NewServer(api.New(m, log))
+	srv := httptest.NewServer(api.New(m, log, opts...))
 	t.Cleanup(srv.Close)
 	return &env{t: t, url: srv.URL, c: c, m: m}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/tributary-sync/tributary/internal/api"
@@ -64,8 +65,9 @@ func TestTokensFile(t *testing.T) {
 	}
 }
 
-// Every /v1 route needs a token of a role high enough; /health does not;
-// a reload replaces the tokens, and a bad file keeps the old ones.
+// Every /v1 route needs a token of a role high enough; /health and
+// /metrics do not (a token there, even a wrong one, is ignored); a reload
+// replaces the tokens, and a bad file keeps the old ones.
 func TestAuth(t *testing.T) {
 	m := startManager(t)
 	path := filepath.Join(t.TempDir(), "tokens")
@@ -74,7 +76,7 @@ func TestAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.New(m, zap.NewNop(), api.WithTokens(tokens)))
+	srv := httptest.NewServer(api.New(m, zap.NewNop(), api.WithTokens(tokens), api.WithMetrics(prometheus.NewRegistry())))
 	t.Cleanup(srv.Close)
 	call := func(token, method, path, body string) int {
 		t.Helper()
@@ -95,6 +97,9 @@ func TestAuth(t *testing.T) {
 	}{
 		{"", "GET", "/health", "", 200},
 		{"", "GET", "/api/version", "", 200},
+		{"", "GET", "/metrics", "", 200},
+		{"wrong-token-0123456789", "GET", "/metrics", "", 200},
+		{"", "POST", "/metrics", "", 405},
 		{"", "GET", "/v1/sources", "", 401},
 		{"", "GET", "/v1/nothing-here", "", 401},
 		{"wrong-token-0123456789", "GET", "/v1/sources", "", 401},

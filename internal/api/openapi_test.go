@@ -40,6 +40,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -260,7 +261,7 @@ func openAPIUncoverable(op string, status int) string {
 // registers, and nothing else.
 func TestOpenAPIRoutes(t *testing.T) {
 	spec := loadOpenAPI(t)
-	routes := api.New(nil, nil).Routes()
+	routes := api.New(nil, nil, api.WithMetrics(prometheus.NewRegistry())).Routes()
 	if len(routes) == 0 {
 		t.Fatal("the server registers no route")
 	}
@@ -473,7 +474,7 @@ func TestOpenAPIConformance(t *testing.T) {
 		t.Cleanup(srv.Close)
 		return &oaClient{t: t, spec: spec, url: srv.URL}
 	}
-	c := server(api.WithLogLevel(zap.NewAtomicLevelAt(zap.InfoLevel)), api.WithKeepAlive(100*time.Millisecond))
+	c := server(api.WithLogLevel(zap.NewAtomicLevelAt(zap.InfoLevel)), api.WithKeepAlive(100*time.Millisecond), api.WithMetrics(prometheus.NewRegistry()))
 	fixed := server() // its log level cannot be changed
 
 	big := func(limit int) string { return `{"title":"` + strings.Repeat("a", limit) + `"}` }
@@ -483,6 +484,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	c.want(200, "GET", "/health", "")
 	c.want(200, "GET", "/api/version", "")
 	c.want(200, "GET", "/openapi.json", "")
+	c.want(200, "GET", "/metrics", "")
 
 	// Sources.
 	src := c.want(201, "POST", "/v1/sources", `{"name":"a","connector":"counter","config":{"count":3}}`)["id"].(string)

@@ -1,6 +1,6 @@
 // Package api serves the operators' HTTP API: /v1 resources, /health,
-// /api/version and /openapi.json, with the error shapes documented in
-// docs/api.md and described in openapi.json.
+// /api/version, /openapi.json and /metrics, with the error shapes
+// documented in docs/api.md and described in openapi.json.
 package api
 
 import (
@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/tributary-sync/tributary/internal/manager"
@@ -37,18 +39,23 @@ type Server struct {
 	keepAlive time.Duration
 	// patterns are the routes' patterns, in the order routes registers them.
 	patterns []string
+	metrics   prometheus.Gatherer
 }
 
 // Option configures a Server.
 type Option func(*Server)
 
 // WithTokens requires a bearer token on every /v1 route (/health,
-// /api/version and /openapi.json stay open).
+// /api/version, /openapi.json and /metrics stay open).
 func WithTokens(t *Tokens) Option { return func(s *Server) { s.tokens = t } }
 
 // WithLogLevel lets PUT /v1/admin/log-level change the level of the
 // manager's logger at run time.
 func WithLogLevel(l zap.AtomicLevel) Option { return func(s *Server) { s.level = &l } }
+
+// WithMetrics serves what g gathers at GET /metrics, in the Prometheus
+// text format; without it there is no /metrics.
+func WithMetrics(g prometheus.Gatherer) Option { return func(s *Server) { s.metrics = g } }
 
 // New returns the API handler.
 func New(m *manager.Manager, log *zap.Logger, opts ...Option) *Server {
@@ -74,6 +81,16 @@ func (s *Server) routes() {
 	h("GET /health", s.health)
 	h("GET /api/version", s.version)
 	h("GET /openapi.json", s.openAPI)
+	if s.metrics != nil {
+		// Open like /health: scrapers seldom carry tokens, and it shows
+		// counts, connector and consumer names, never a source or a
+		// credential. A failed collector leaves its metrics out rather
+		// than fail the scrape.
+		s.patterns = append(s.patterns, "GET /metrics")
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{
+			ErrorLog: zap.NewStdLog(s.log), ErrorHandling: promhttp.ContinueOnError,
+		}))
+	}
 
 	h("POST /v1/sources", s.createSource)
 	h("GET /v1/sources", s.listSources)

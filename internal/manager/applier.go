@@ -156,6 +156,7 @@ func (m *Manager) applyBatch(ctx context.Context, batch []jetstream.Msg) error {
 			return err
 		}
 	}
+	m.metrics.applied(byRun)
 	return nil
 }
 

@@ -65,6 +65,9 @@ func (m *Manager) dropCatalog(ctx context.Context, sourceID string) ([]string, e
 		return nil, err
 	}
 	pseudo := &state.Run{ID: SourceDeletedRunID, SourceID: sourceID}
+	if src, _, err := m.store.Sources.Get(ctx, sourceID); err == nil {
+		pseudo.Connector = src.Connector // for metrics only
+	}
 	now := time.Now().UTC()
 	for _, id := range ids {
 		if _, err := m.catalogDelete(ctx, pseudo, now, id, ReasonSourceDeleted, "source-delete."+id); err != nil {
@@ -265,9 +268,11 @@ func (m *Manager) publishChange(ctx context.Context, run *state.Run, at time.Tim
 	if err != nil {
 		return err
 	}
-	if _, err := m.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(events.StreamChanges)); err != nil {
+	ack, err := m.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(events.StreamChanges))
+	if err != nil {
 		return fmt.Errorf("publish change: %w", err)
 	}
+	m.metrics.changePublished(run.Connector, t, ack.Duplicate)
 	return nil
 }
 
@@ -286,13 +291,14 @@ type Replay struct {
 // change.created (reason "replay"), so an indexer can rebuild the source's
 // documents without the source being read again.
 func (m *Manager) ReplaySource(ctx context.Context, sourceID string) (*Replay, error) {
-	if _, err := m.GetSource(ctx, sourceID); err != nil {
+	src, err := m.GetSource(ctx, sourceID)
+	if err != nil {
 		return nil, err
 	}
 	rp := &Replay{SourceID: sourceID, ReplayID: "replay-" + ulid.Make().String()}
-	pseudo := &state.Run{ID: rp.ReplayID, SourceID: sourceID}
+	pseudo := &state.Run{ID: rp.ReplayID, SourceID: sourceID, Connector: src.Connector}
 	now := time.Now().UTC()
-	err := m.eachCatalogDoc(ctx, sourceID, func(rec *state.CatalogDoc) error {
+	err = m.eachCatalogDoc(ctx, sourceID, func(rec *state.CatalogDoc) error {
 		doc := events.Document{ExternalID: rec.ExternalID, Title: rec.Title, ContentID: rec.ContentID,
 			Metadata: rec.Metadata, Permissions: rec.Permissions, Attributes: rec.Attributes}
 		if err := m.publishChange(ctx, pseudo, now, events.TypeChangeCreated, &doc, rec.Hash, ReasonReplay, "replay."+rec.ExternalID); err != nil {

@@ -246,6 +246,7 @@ func (m *Manager) dispatchWaiting(ctx context.Context, w waitingRun) {
 // onRunEnded is called once when a run becomes terminal: it frees the run's
 // slot and records the outcome on its source.
 func (m *Manager) onRunEnded(ctx context.Context, run *state.Run) {
+	m.metrics.runEnded(run)
 	m.adm.release(run.ID)
 	m.runEnded(ctx, run)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/tributary-sync/tributary/internal/bus"
@@ -67,6 +68,13 @@ type Config struct {
 	// Clock is the scheduler's clock; default the real one. Tests inject a
 	// fake to make schedules fire without waiting.
 	Clock clockwork.Clock
+	// Metrics is where the manager registers its Prometheus metrics
+	// (docs/api.md, "Metrics"); nil registers them nowhere. Give a registry
+	// of your own rather than prometheus.DefaultRegisterer: Stop
+	// unregisters them, so a later manager can register on the same one.
+	Metrics prometheus.Registerer
+	// MetricsTimeout bounds the JetStream reads of one scrape; default 2s.
+	MetricsTimeout time.Duration
 	// Logger; default zap.NewNop().
 	Logger *zap.Logger
 }
@@ -104,6 +112,10 @@ func (c *Config) setDefaults() {
 	}
 	if c.Clock == nil {
 		c.Clock = clockwork.NewRealClock()
+
+	}
+	if c.MetricsTimeout <= 0 {
+		c.MetricsTimeout = 2 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -163,6 +175,8 @@ type Manager struct {
 	gcKick   chan []string
 	gcDone   chan struct{}
 	gcCancel context.CancelFunc
+
+	metrics *metrics
 }
 
 // New returns a manager over the NATS connection nc.
@@ -185,8 +199,14 @@ func New(nc *nats.Conn, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manager: %w", err)
 	}
+	mx := newMetrics(cfg.MetricsTimeout)
+	if cfg.Metrics != nil {
+		if err := mx.register(cfg.Metrics); err != nil {
+			return nil, err
+		}
+	}
 	return &Manager{cfg: cfg, nc: nc, js: js, log: cfg.Logger, clock: cfg.Clock, schemas: newSchemas(), adm: newAdmission(cfg.Limits),
-		docs: newDocIndex(), statusSem: make(chan struct{}, 32), box: box}, nil
+		docs: newDocIndex(), statusSem: make(chan struct{}, 32), box: box, metrics: mx}, nil
 }
 
 // Store returns the state store (after Start).
@@ -247,6 +267,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	gctx, m.gcCancel = context.WithCancel(context.Background())
 	m.gcKick, m.gcDone = make(chan []string, 1), make(chan struct{})
 	go m.gcLoop(gctx)
+	m.metrics.start(m.js, m.store, m.log)
 	m.log.Info("manager started", zap.Int("replicas", m.cfg.Replicas))
 	return nil
 }
@@ -295,6 +316,10 @@ func (m *Manager) Stop(ctx context.Context) error {
 		}
 		if m.lock != nil {
 			m.lock.release()
+		}
+		m.metrics.stop()
+		if m.cfg.Metrics != nil {
+			m.metrics.unregister(m.cfg.Metrics)
 		}
 	})
 	return err

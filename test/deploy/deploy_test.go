@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -381,6 +382,8 @@ type deployment struct {
 	ctx    context.Context
 	m      *manager.Manager
 	mc, wc *client
+	// metrics is the manager's registry.
+	metrics *prometheus.Registry
 }
 
 // fatal fails the test, with the permission violations if there were any.
@@ -406,10 +409,11 @@ func deploy(t *testing.T, viol *violations, managerNode, workerNode *server.Serv
 		case <-ctx.Done():
 		}
 	}()
-	d := &deployment{t: t, viol: viol, ctx: ctx}
+	d := &deployment{t: t, viol: viol, ctx: ctx, metrics: prometheus.NewRegistry()}
 
 	d.mc = connect(t, managerNode, "manager", "TRIBUTARY_MANAGER_PASSWORD")
-	m, err := manager.New(d.mc.nc, manager.Config{Replicas: replicas, ContentGCSettle: time.Millisecond, Logger: log.Named("manager")})
+	m, err := manager.New(d.mc.nc, manager.Config{Replicas: replicas, ContentGCSettle: time.Millisecond,
+		Metrics: d.metrics, Logger: log.Named("manager")})
 	if err != nil {
 		d.fatal("%v", err)
 	}
@@ -521,6 +525,39 @@ func (d *deployment) exercise() (*state.Source, *state.Run) {
 	return src, run
 }
 
+// scrapeMetrics gathers the manager's metrics: every read JetStream
+// answered, so each scrape-time metric is there.
+func (d *deployment) scrapeMetrics() {
+	d.t.Helper()
+	fams, err := d.metrics.Gather()
+	if err != nil {
+		d.fatal("gather metrics: %v", err)
+	}
+	series := map[string]bool{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			series[f.GetName()+"{"+strings.Join(labels, ",")+"}"] = true
+		}
+		if f.GetName() == "tributary_metrics_read_errors_total" {
+			d.fatal("metrics reads failed: %v", f.GetMetric())
+		}
+	}
+	for _, want := range []string{
+		"tributary_consumer_pending_messages{consumer=manager,stream=" + events.StreamEvents + "}",
+		"tributary_consumer_pending_messages{consumer=indexer,stream=" + events.StreamChanges + "}",
+		"tributary_source_leases{}",
+		"tributary_workers{}",
+	} {
+		if !series[want] {
+			d.fatal("no %s in the manager's metrics", want)
+		}
+	}
+}
+
 // waitRun watches the run record until done(run).
 func (d *deployment) waitRun(runID string, done func(*state.Run) bool) *state.Run {
 	d.t.Helper()
@@ -567,6 +604,13 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 	if err := events.ReportStatus(d.ctx, ic.nc, src.ID, events.StatusReport{DocID: state.DocID(page.Items[0].ExternalID), Status: events.DocStatusIndexed}); err != nil {
 		d.fatal("indexer reports a status: %v", err)
 	}
+
+	// A scrape of the manager's metrics reads the lag of the applier and
+	// of an indexer's change-feed consumer, the leases and the workers.
+	if _, err := events.NewChangeFeed(d.ctx, ic.js, events.ChangeFeedConfig{Durable: "indexer"}); err != nil {
+		d.fatal("indexer change feed: %v", err)
+	}
+	d.scrapeMetrics()
 
 	// A second manager waits for the manager lock (and reads who holds it).
 	m2, err := manager.New(connect(t, ns, "manager", "TRIBUTARY_MANAGER_PASSWORD").nc, manager.Config{})
