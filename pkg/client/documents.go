@@ -64,7 +64,7 @@ type ListDocumentsParams struct {
 type DocumentRequest struct {
 	// ExternalID is the document's id in its source; create only
 	// (default: a new ULID).
-	ExternalID string `json:"external_id,omitempty"`
+	ExternalID string  `json:"external_id,omitempty"`
 	Title      *string `json:"title,omitempty"`
 	// Content is UTF-8 text, at most 5 MiB.
 	Content *string `json:"content,omitempty"`
