@@ -140,7 +140,12 @@ func parseBaseURL(raw string) (*url.URL, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("tributary client: BaseURL: %w", err)
+		// Not the URL itself: it may hold a password.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("tributary client: BaseURL is not an absolute http or https URL: %w", err)
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":

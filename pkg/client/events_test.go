@@ -205,9 +205,9 @@ func TestRunEventsSurviveDroppedConnections(t *testing.T) {
 	mu.Unlock()
 
 	// The run's whole sequence, read afterwards on a connection left alone.
-	end := waitRun(t, plain, run.ID, "the end", terminal)
-	if end.Status != state.RunCompleted {
-		t.Fatalf("run: %+v", end)
+	end, err := plain.WaitRun(ctx, run.ID, 20*time.Millisecond)
+	if err != nil || end.Status != state.RunCompleted {
+		t.Fatalf("run: %+v %v", end, err)
 	}
 	full, err := plain.RunEvents(ctx, run.ID, client.StreamOptions{})
 	if err != nil {
@@ -396,14 +396,14 @@ func TestStreamReconnectLimits(t *testing.T) {
 			}
 		}},
 		{"503", 2, func() (*http.Response, error) {
-			return &http.Response{StatusCode: 503, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(`{"code":"unavailable","message":"later"}`))}, nil
+			return &http.Response{StatusCode: http.StatusServiceUnavailable, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(`{"code":"unavailable","message":"later"}`))}, nil
 		}, func(t *testing.T, err error, reconnects int) {
 			if client.StatusOf(err) != 503 || reconnects != 2 {
 				t.Fatalf("%v after %d reconnections", err, reconnects)
 			}
 		}},
 		{"404", 5, func() (*http.Response, error) {
-			return &http.Response{StatusCode: 404, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(`{"code":"not_found","message":"Run gone"}`))}, nil
+			return &http.Response{StatusCode: http.StatusNotFound, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(`{"code":"not_found","message":"Run gone"}`))}, nil
 		}, func(t *testing.T, err error, reconnects int) {
 			if !client.HasCode(err, client.CodeNotFound) || reconnects != 1 {
 				t.Fatalf("%v after %d reconnections", err, reconnects)

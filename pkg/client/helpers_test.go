@@ -155,7 +155,8 @@ func waitRun(t *testing.T, c *client.Client, id string, what string, cond func(*
 func terminal(r *state.Run) bool { return r.Status.Terminal() }
 
 // mustAPIError asserts err is an *client.Error with the status and code.
-func mustAPIError(t *testing.T, err error, status int, code string) *client.Error {
+// It returns the error as a value, which is not an error to check.
+func mustAPIError(t *testing.T, err error, status int, code string) client.Error {
 	t.Helper()
 	var apiErr *client.Error
 	if !errors.As(err, &apiErr) {
@@ -167,5 +168,5 @@ func mustAPIError(t *testing.T, err error, status int, code string) *client.Erro
 	if apiErr.Message == "" && len(apiErr.Detail) == 0 {
 		t.Fatalf("error without message or detail: %#v", apiErr)
 	}
-	return apiErr
+	return *apiErr
 }

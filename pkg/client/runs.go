@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -76,4 +77,32 @@ func (c *Client) ListRunErrors(ctx context.Context, id string, p PageParams) (*P
 		return nil, err
 	}
 	return &out, nil
+}
+
+// WaitRun polls the run every interval (default 250 ms when zero) until it
+// has ended, and returns it; it returns early with ctx's error. The
+// manager applies a run's events a moment after workers publish them, so
+// a stream can show a run's final event while GetRun still says running:
+// WaitRun after RunEvents gives the run's final record, counters and
+// catalog included.
+func (c *Client) WaitRun(ctx context.Context, id string, interval time.Duration) (*state.Run, error) {
+	if interval <= 0 {
+		interval = 250 * time.Millisecond
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		run, err := c.GetRun(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if run.Status.Terminal() {
+			return run, nil
+		}
+		select {
+		case <-ctx.Done():
+			return run, fmt.Errorf("tributary client: wait for run %s: %w", id, ctx.Err())
+		case <-t.C:
+		}
+	}
 }

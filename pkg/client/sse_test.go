@@ -63,9 +63,7 @@ func referenceParse(b []byte) (evs []sseEvent, lastID string, retry time.Duratio
 		field, value := line, ""
 		if i := strings.Index(line, ":"); i >= 0 {
 			field, value = line[:i], line[i+1:]
-			if strings.HasPrefix(value, " ") {
-				value = value[1:]
-			}
+			value = strings.TrimPrefix(value, " ")
 		}
 		switch field {
 		case "event":
