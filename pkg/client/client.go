@@ -61,10 +61,12 @@ type Config struct {
 	MaxReconnectDelay time.Duration
 
 	// MaxReconnectAttempts is how many reconnection attempts in a row may
-	// fail (no connection, or an answer of 5xx) before the event stream
-	// gives up with the last error. An attempt that connects resets the
-	// count. Default 10; a negative value means the stream never
-	// reconnects and ends with the error of the dropped connection.
+	// fail (no connection, an answer of 5xx or 429, or a connection that
+	// ends before giving an event or a keep-alive) before the event stream
+	// gives up with the last error. A connection that gives something
+	// resets the count. A 4xx ends the stream at once. Default 10; a
+	// negative value means the stream never reconnects and ends with the
+	// error of the dropped connection.
 	MaxReconnectAttempts int
 
 	// MaxEventSize bounds one server-sent event (a line, or the data of
@@ -175,13 +177,17 @@ func checkToken(tok string) error {
 }
 
 // url builds the URL of an API path from its segments, each escaped, and
-// a query.
-func (c *Client) url(q url.Values, segments ...string) string {
+// a query. An empty, "." or ".." segment (an id left blank, say) is
+// refused: the server would clean it into another route.
+func (c *Client) url(q url.Values, segments ...string) (string, error) {
 	u := *c.base
 	var plain, escaped strings.Builder
 	plain.WriteString(c.base.Path)
 	escaped.WriteString(c.base.EscapedPath())
 	for _, s := range segments {
+		if s == "" || s == "." || s == ".." {
+			return "", fmt.Errorf("%w: %q in %s", ErrInvalidID, s, strings.Join(segments, "/"))
+		}
 		plain.WriteString("/" + s)
 		escaped.WriteString("/" + url.PathEscape(s))
 	}
@@ -190,7 +196,7 @@ func (c *Client) url(q url.Values, segments ...string) string {
 	if len(q) > 0 {
 		u.RawQuery = q.Encode()
 	}
-	return u.String()
+	return u.String(), nil
 }
 
 // newRequest builds a request with the client's headers.
@@ -244,7 +250,11 @@ func (c *Client) withTimeout(ctx context.Context) (context.Context, context.Canc
 func (c *Client) do(ctx context.Context, method string, q url.Values, body, out any, segments ...string) error {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	req, err := c.newRequest(ctx, method, c.url(q, segments...), body)
+	u, err := c.url(q, segments...)
+	if err != nil {
+		return err
+	}
+	req, err := c.newRequest(ctx, method, u, body)
 	if err != nil {
 		return err
 	}

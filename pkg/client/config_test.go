@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -109,6 +110,21 @@ func TestBaseURLPathAndHeaders(t *testing.T) {
 	for _, h := range headers {
 		if h.Get("Authorization") != "Bearer some-token-0123456789" || h.Get("User-Agent") != "tester/1" {
 			t.Fatalf("headers: %v", h)
+		}
+	}
+}
+
+func TestInvalidIDs(t *testing.T) {
+	c := newClient(t, "http://127.0.0.1:1", client.Config{})
+	for _, id := range []string{"", ".", ".."} {
+		if _, err := c.GetSource(t.Context(), id); !errors.Is(err, client.ErrInvalidID) {
+			t.Errorf("GetSource(%q): %v", id, err)
+		}
+		if _, err := c.RunEvents(t.Context(), id, client.StreamOptions{}); !errors.Is(err, client.ErrInvalidID) {
+			t.Errorf("RunEvents(%q): %v", id, err)
+		}
+		if _, err := c.GetDocumentContent(t.Context(), "src", id, client.ContentParams{}); !errors.Is(err, client.ErrInvalidID) {
+			t.Errorf("GetDocumentContent(%q): %v", id, err)
 		}
 	}
 }

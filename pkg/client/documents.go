@@ -136,7 +136,11 @@ func (c *Client) GetDocumentContent(ctx context.Context, sourceID, docID string,
 	if p.Raw {
 		q = url.Values{"raw": {"true"}}
 	}
-	req, err := c.newRequest(ctx, http.MethodGet, c.url(q, "v1", "sources", sourceID, "documents", docID, "content"), nil)
+	u, err := c.url(q, "v1", "sources", sourceID, "documents", docID, "content")
+	if err != nil {
+		return nil, err
+	}
+	req, err := c.newRequest(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -165,3 +165,7 @@ func decodeError(resp *http.Response) *Error {
 }
 
 var errBothCredentials = errors.New("tributary client: UpdateSourceRequest sets both Credentials and RemoveCredentials")
+
+// ErrInvalidID is returned, before any request, for an id that is empty,
+// "." or "..": the API has no such ids.
+var ErrInvalidID = errors.New("tributary client: invalid id")

@@ -80,7 +80,11 @@ type EventsParams struct {
 //
 // ctx bounds the whole stream, reconnections included.
 func (c *Client) RunEvents(ctx context.Context, runID string, opts StreamOptions) (*EventStream, error) {
-	s := c.newStream(ctx, c.url(nil, "v1", "runs", runID, "events"), opts.LastEventID)
+	u, err := c.url(nil, "v1", "runs", runID, "events")
+	if err != nil {
+		return nil, err
+	}
+	s := c.newStream(ctx, u, opts.LastEventID)
 	s.runID = runID
 	if err := s.connect(); err != nil {
 		s.cancel()
@@ -103,7 +107,8 @@ func (c *Client) Events(ctx context.Context, p EventsParams) (*EventStream, erro
 	if p.Type != "" {
 		q.Set("type", string(p.Type))
 	}
-	s := c.newStream(ctx, c.url(q, "v1", "events"), p.LastEventID)
+	u, _ := c.url(q, "v1", "events")
+	s := c.newStream(ctx, u, p.LastEventID)
 	if err := s.connect(); err != nil {
 		s.cancel()
 		return nil, err
@@ -138,6 +143,9 @@ type EventStream struct {
 	lastID  string
 	lastSeq uint64
 	retry   time.Duration // the reconnection time the server asked for
+	// failures counts the reconnection attempts in a row that failed and
+	// the connections in a row that ended without an event or a comment.
+	failures int
 
 	ev         Event
 	err        error
@@ -191,12 +199,19 @@ func (s *EventStream) Next() bool {
 			// The server closed an idle stream of a finished run: its
 			// events are gone from the events stream. Nothing more comes.
 			s.finish(nil)
-		case s.c.cfg.MaxReconnectAttempts < 0:
+		default:
+			if s.events > 0 || s.p.comments > 0 {
+				s.failures = 0 // it worked for a while
+			} else {
+				s.failures++
+			}
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
-			s.finish(fmt.Errorf("tributary client: %s: stream broke off: %w", s.path(), err))
-		default:
+			if limit := s.c.cfg.MaxReconnectAttempts; limit < 0 || s.failures >= limit {
+				s.finish(fmt.Errorf("tributary client: %s: stream broke off: %w", s.path(), err))
+				break
+			}
 			s.p = nil // reconnect on the next turn
 		}
 	}
@@ -317,8 +332,8 @@ func (s *EventStream) connect() error {
 // the server refuses with a 4xx (the run is gone, the token revoked), and
 // when the context is done.
 func (s *EventStream) reconnect() error {
-	for attempt := 0; ; attempt++ {
-		if err := s.sleep(s.backoff(attempt)); err != nil {
+	for {
+		if err := s.sleep(s.backoff(s.failures)); err != nil {
 			return err
 		}
 		s.reconnects.Add(1)
@@ -332,8 +347,9 @@ func (s *EventStream) reconnect() error {
 			return s.ctx.Err()
 		case errors.As(err, &apiErr) && apiErr.Status < 500 && apiErr.Status != http.StatusTooManyRequests:
 			return err
-		case attempt+1 >= s.c.cfg.MaxReconnectAttempts:
-			return fmt.Errorf("tributary client: %s: gave up after %d reconnection attempts: %w", s.path(), attempt+1, err)
+		}
+		if s.failures++; s.failures >= s.c.cfg.MaxReconnectAttempts {
+			return fmt.Errorf("tributary client: %s: gave up after %d reconnection attempts: %w", s.path(), s.failures, err)
 		}
 	}
 }

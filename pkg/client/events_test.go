@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -428,5 +430,38 @@ func TestStreamReconnectLimits(t *testing.T) {
 			}
 			tc.check(t, stream.Err(), stream.Reconnects())
 		})
+	}
+}
+
+// A server that accepts the stream and closes it at once, every time, is
+// given up on; its "retry:" sets the wait between attempts.
+func TestStreamGivesUpOnEmptyConnections(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conns.Add(1)
+		w.Header().Set("Content-Type", "text/event-stream; charset=utf-8")
+		_, _ = w.Write([]byte("retry: 1\n\n"))
+	}))
+	t.Cleanup(srv.Close)
+	c := newClient(t, srv.URL, client.Config{MaxReconnectAttempts: 3})
+	start := time.Now()
+	stream, err := c.RunEvents(t.Context(), "r1", client.StreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stream.Next() || !errors.Is(stream.Err(), io.ErrUnexpectedEOF) || stream.Reconnects() != 2 || conns.Load() != 3 {
+		t.Fatalf("err %v after %d reconnections, %d connections", stream.Err(), stream.Reconnects(), conns.Load())
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Fatalf("took %s: the server's retry of 1 ms was not used", d)
+	}
+
+	// Not an event stream at all.
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("{}"))
+	}))
+	t.Cleanup(plain.Close)
+	if _, err := newClient(t, plain.URL, client.Config{}).Events(t.Context(), client.EventsParams{}); err == nil || !strings.Contains(err.Error(), "not text/event-stream") {
+		t.Fatalf("a JSON answer: %v", err)
 	}
 }

@@ -45,7 +45,8 @@ type Version struct {
 func (c *Client) Health(ctx context.Context) (*Health, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	req, err := c.newRequest(ctx, http.MethodGet, c.url(nil, "health"), nil)
+	u, _ := c.url(nil, "health")
+	req, err := c.newRequest(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
