@@ -411,3 +411,20 @@ func TestForeignErrors(t *testing.T) {
 		t.Fatalf("a broken answer: %v", err)
 	}
 }
+
+// An unhealthy manager answers 503 with its report: Health returns both.
+func TestHealthUnavailable(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"jetstream":{"error":"context deadline exceeded","ok":false},
+ "nats":{"connected":false,"status":"RECONNECTING","url":"nats://10.0.0.5:4222"},
+ "status":"unavailable","version":"0.1.0-dev"}`))
+	}))
+	t.Cleanup(srv.Close)
+	h, err := newClient(t, srv.URL, client.Config{}).Health(t.Context())
+	e := mustAPIError(t, err, 503, client.CodeUnavailable)
+	if h == nil || h.Status != "unavailable" || h.NATS.Connected || h.NATS.Status != "RECONNECTING" || !strings.Contains(e.Message, "context deadline exceeded") {
+		t.Fatalf("health %+v, error %v", h, e)
+	}
+}

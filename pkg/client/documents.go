@@ -104,6 +104,8 @@ type ContentParams struct {
 
 // ListDocuments returns a page of a source's documents in external_id
 // order.
+//
+// Route: GET /v1/sources/{id}/documents.
 func (c *Client) ListDocuments(ctx context.Context, sourceID string, p ListDocumentsParams) (*Page[Document], error) {
 	q := p.values()
 	if p.Status != "" {
@@ -120,6 +122,8 @@ func (c *Client) ListDocuments(ctx context.Context, sourceID string, p ListDocum
 }
 
 // GetDocument reads one document.
+//
+// Route: GET /v1/sources/{id}/documents/{doc_id}.
 func (c *Client) GetDocument(ctx context.Context, sourceID, docID string) (*Document, error) {
 	var out Document
 	if err := c.do(ctx, http.MethodGet, nil, nil, &out, "v1", "sources", sourceID, "documents", docID); err != nil {
@@ -131,6 +135,8 @@ func (c *Client) GetDocument(ctx context.Context, sourceID, docID string) (*Docu
 // GetDocumentContent opens a document's content. Config.Timeout does not
 // apply: the download lasts as long as ctx allows. The caller must close
 // Content.Body. A document without content is an *Error with Status 404.
+//
+// Route: GET /v1/sources/{id}/documents/{doc_id}/content.
 func (c *Client) GetDocumentContent(ctx context.Context, sourceID, docID string, p ContentParams) (*Content, error) {
 	var q url.Values
 	if p.Raw {
@@ -172,6 +178,8 @@ func (c *Client) ReadDocumentContent(ctx context.Context, sourceID, docID string
 // CreateDocument adds a document by hand (origin manual); a change.created
 // goes on the change feed. An external id the source has is an *Error
 // with CodeDocumentExists.
+//
+// Route: POST /v1/sources/{id}/documents.
 func (c *Client) CreateDocument(ctx context.Context, sourceID string, req DocumentRequest) (*Document, error) {
 	var out Document
 	if err := c.do(ctx, http.MethodPost, nil, req, &out, "v1", "sources", sourceID, "documents"); err != nil {
@@ -182,6 +190,8 @@ func (c *Client) CreateDocument(ctx context.Context, sourceID string, req Docume
 
 // UpdateDocument changes a document by hand: each field given replaces
 // the current one. ExternalID must be empty.
+//
+// Route: PUT /v1/sources/{id}/documents/{doc_id}.
 func (c *Client) UpdateDocument(ctx context.Context, sourceID, docID string, req DocumentRequest) (*Document, error) {
 	var out Document
 	if err := c.do(ctx, http.MethodPut, nil, req, &out, "v1", "sources", sourceID, "documents", docID); err != nil {
@@ -192,11 +202,15 @@ func (c *Client) UpdateDocument(ctx context.Context, sourceID, docID string, req
 
 // DeleteDocument deletes a document by hand; a change.deleted goes on the
 // change feed.
+//
+// Route: DELETE /v1/sources/{id}/documents/{doc_id}.
 func (c *Client) DeleteDocument(ctx context.Context, sourceID, docID string) error {
 	return c.do(ctx, http.MethodDelete, nil, nil, nil, "v1", "sources", sourceID, "documents", docID)
 }
 
 // SetDocumentStatus records what an indexer made of a document.
+//
+// Route: POST /v1/sources/{id}/documents/{doc_id}/status.
 func (c *Client) SetDocumentStatus(ctx context.Context, sourceID, docID string, req DocumentStatusRequest) (*Document, error) {
 	var out Document
 	if err := c.do(ctx, http.MethodPost, nil, req, &out, "v1", "sources", sourceID, "documents", docID, "status"); err != nil {
@@ -208,6 +222,8 @@ func (c *Client) SetDocumentStatus(ctx context.Context, sourceID, docID string, 
 // SyncDocument re-fetches one document through the source's connector, as
 // a run of the source (trigger "document"), and returns that run, queued.
 // A connector that cannot is an *Error with CodeNotSupported.
+//
+// Route: POST /v1/sources/{id}/documents/{doc_id}/sync.
 func (c *Client) SyncDocument(ctx context.Context, sourceID, docID string) (*state.Run, error) {
 	var out state.Run
 	if err := c.do(ctx, http.MethodPost, nil, nil, &out, "v1", "sources", sourceID, "documents", docID, "sync"); err != nil {
@@ -218,6 +234,8 @@ func (c *Client) SyncDocument(ctx context.Context, sourceID, docID string) (*sta
 
 // StopDocumentSync cancels the re-fetch of one document and returns its
 // run. Nothing to stop is an *Error with CodeRunNotActive.
+//
+// Route: POST /v1/sources/{id}/documents/{doc_id}/stop.
 func (c *Client) StopDocumentSync(ctx context.Context, sourceID, docID string) (*state.Run, error) {
 	var out state.Run
 	if err := c.do(ctx, http.MethodPost, nil, nil, &out, "v1", "sources", sourceID, "documents", docID, "stop"); err != nil {

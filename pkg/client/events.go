@@ -79,6 +79,8 @@ type EventsParams struct {
 // stream (7 days), the stream ends, Err nil, without a final event.
 //
 // ctx bounds the whole stream, reconnections included.
+//
+// Route: GET /v1/runs/{id}/events.
 func (c *Client) RunEvents(ctx context.Context, runID string, opts StreamOptions) (*EventStream, error) {
 	u, err := c.url(nil, "v1", "runs", runID, "events")
 	if err != nil {
@@ -99,6 +101,8 @@ func (c *Client) RunEvents(ctx context.Context, runID string, opts StreamOptions
 // is open, so every event published after Events returns is in it;
 // unknown filters are an *Error with Status 422. Dropped connections are
 // reopened as for RunEvents.
+//
+// Route: GET /v1/events.
 func (c *Client) Events(ctx context.Context, p EventsParams) (*EventStream, error) {
 	q := url.Values{}
 	if p.SourceID != "" {

@@ -42,6 +42,8 @@ type Version struct {
 
 // Health checks the manager. When it is unhealthy (503) Health returns
 // both the report and an *Error with Status 503 and Code CodeUnavailable.
+//
+// Route: GET /health.
 func (c *Client) Health(ctx context.Context) (*Health, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
@@ -77,6 +79,8 @@ func (c *Client) Health(ctx context.Context) (*Health, error) {
 }
 
 // Version returns the manager's build and protocol version.
+//
+// Route: GET /api/version.
 func (c *Client) Version(ctx context.Context) (*Version, error) {
 	var out Version
 	if err := c.do(ctx, http.MethodGet, nil, nil, &out, "api", "version"); err != nil {

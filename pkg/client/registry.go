@@ -24,6 +24,8 @@ type Connector struct {
 
 // ListConnectors returns every connector type workers have registered, by
 // name; a type stays listed after its workers are gone, with Workers 0.
+//
+// Route: GET /v1/connectors.
 func (c *Client) ListConnectors(ctx context.Context) ([]Connector, error) {
 	var out list[Connector]
 	if err := c.do(ctx, http.MethodGet, nil, nil, &out, "v1", "connectors"); err != nil {
@@ -33,6 +35,8 @@ func (c *Client) ListConnectors(ctx context.Context) ([]Connector, error) {
 }
 
 // ListWorkers returns the live workers, by id.
+//
+// Route: GET /v1/workers.
 func (c *Client) ListWorkers(ctx context.Context) ([]state.Worker, error) {
 	var out list[state.Worker]
 	if err := c.do(ctx, http.MethodGet, nil, nil, &out, "v1", "workers"); err != nil {

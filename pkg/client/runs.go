@@ -33,6 +33,8 @@ type RunError struct {
 }
 
 // ListRuns returns a page of runs, newest first.
+//
+// Route: GET /v1/runs.
 func (c *Client) ListRuns(ctx context.Context, p ListRunsParams) (*Page[state.Run], error) {
 	q := p.values()
 	if p.SourceID != "" {
@@ -49,6 +51,8 @@ func (c *Client) ListRuns(ctx context.Context, p ListRunsParams) (*Page[state.Ru
 }
 
 // GetRun reads a run.
+//
+// Route: GET /v1/runs/{id}.
 func (c *Client) GetRun(ctx context.Context, id string) (*state.Run, error) {
 	var out state.Run
 	if err := c.do(ctx, http.MethodGet, nil, nil, &out, "v1", "runs", id); err != nil {
@@ -61,6 +65,8 @@ func (c *Client) GetRun(ctx context.Context, id string) (*state.Run, error) {
 // request: a queued run is cancelled at once; a running one has
 // CancelRequested set and turns cancelled when its worker reports it. A
 // run that already ended is an *Error with CodeRunNotActive.
+//
+// Route: POST /v1/runs/{id}/cancel.
 func (c *Client) CancelRun(ctx context.Context, id string) (*state.Run, error) {
 	var out state.Run
 	if err := c.do(ctx, http.MethodPost, nil, nil, &out, "v1", "runs", id, "cancel"); err != nil {
@@ -71,6 +77,8 @@ func (c *Client) CancelRun(ctx context.Context, id string) (*state.Run, error) {
 
 // ListRunErrors returns a page of the run's per-document errors, oldest
 // first.
+//
+// Route: GET /v1/runs/{id}/errors.
 func (c *Client) ListRunErrors(ctx context.Context, id string, p PageParams) (*Page[RunError], error) {
 	var out Page[RunError]
 	if err := c.do(ctx, http.MethodGet, p.values(), nil, &out, "v1", "runs", id, "errors"); err != nil {

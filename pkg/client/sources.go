@@ -83,6 +83,8 @@ type Replay struct {
 // CreateSource creates a source (admin). The connector must be registered
 // and Config must pass its schema; otherwise the *Error is a 422 naming
 // every problem.
+//
+// Route: POST /v1/sources.
 func (c *Client) CreateSource(ctx context.Context, req CreateSourceRequest) (*state.Source, error) {
 	var out state.Source
 	if err := c.do(ctx, http.MethodPost, nil, req, &out, "v1", "sources"); err != nil {
@@ -92,6 +94,8 @@ func (c *Client) CreateSource(ctx context.Context, req CreateSourceRequest) (*st
 }
 
 // ListSources returns a page of sources, oldest first.
+//
+// Route: GET /v1/sources.
 func (c *Client) ListSources(ctx context.Context, p PageParams) (*Page[state.Source], error) {
 	var out Page[state.Source]
 	if err := c.do(ctx, http.MethodGet, p.values(), nil, &out, "v1", "sources"); err != nil {
@@ -101,6 +105,8 @@ func (c *Client) ListSources(ctx context.Context, p PageParams) (*Page[state.Sou
 }
 
 // GetSource reads a source.
+//
+// Route: GET /v1/sources/{id}.
 func (c *Client) GetSource(ctx context.Context, id string) (*state.Source, error) {
 	var out state.Source
 	if err := c.do(ctx, http.MethodGet, nil, nil, &out, "v1", "sources", id); err != nil {
@@ -111,6 +117,8 @@ func (c *Client) GetSource(ctx context.Context, id string) (*state.Source, error
 
 // UpdateSource changes a source's name, config or credentials (admin). A
 // run already queued or running keeps what it was dispatched with.
+//
+// Route: PATCH /v1/sources/{id}.
 func (c *Client) UpdateSource(ctx context.Context, id string, req UpdateSourceRequest) (*state.Source, error) {
 	if req.Credentials != nil && req.RemoveCredentials {
 		return nil, errBothCredentials
@@ -125,6 +133,8 @@ func (c *Client) UpdateSource(ctx context.Context, id string, req UpdateSourceRe
 // DeleteSource deletes a source with its documents, credentials,
 // checkpoint, runs and their events (admin). A source with an active run
 // cannot be deleted: *Error with Code CodeRunActive.
+//
+// Route: DELETE /v1/sources/{id}.
 func (c *Client) DeleteSource(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, nil, nil, nil, "v1", "sources", id)
 }
@@ -132,6 +142,8 @@ func (c *Client) DeleteSource(ctx context.Context, id string) error {
 // SyncSource queues a run of the source and returns it, queued. A source
 // has one active run at most: a second sync is an *Error with Code
 // CodeRunActive and RunID naming the active run.
+//
+// Route: POST /v1/sources/{id}/sync.
 func (c *Client) SyncSource(ctx context.Context, id string, req SyncRequest) (*state.Run, error) {
 	var out state.Run
 	if err := c.do(ctx, http.MethodPost, nil, req, &out, "v1", "sources", id, "sync"); err != nil {
@@ -142,6 +154,8 @@ func (c *Client) SyncSource(ctx context.Context, id string, req SyncRequest) (*s
 
 // CancelSource cancels the source's active run and returns it as it is
 // right after the request (see CancelRun).
+//
+// Route: POST /v1/sources/{id}/cancel.
 func (c *Client) CancelSource(ctx context.Context, id string) (*state.Run, error) {
 	var out state.Run
 	if err := c.do(ctx, http.MethodPost, nil, nil, &out, "v1", "sources", id, "cancel"); err != nil {
@@ -152,6 +166,8 @@ func (c *Client) CancelSource(ctx context.Context, id string) (*state.Run, error
 
 // ReplaySource publishes every document the catalog holds for the source
 // again on the change feed, without reading the source.
+//
+// Route: POST /v1/sources/{id}/replay.
 func (c *Client) ReplaySource(ctx context.Context, id string) (*Replay, error) {
 	var out Replay
 	if err := c.do(ctx, http.MethodPost, nil, nil, &out, "v1", "sources", id, "replay"); err != nil {
