@@ -1,0 +1,177 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	"github.com/tributary-sync/tributary/pkg/events"
+	"github.com/tributary-sync/tributary/pkg/state"
+)
+
+// Sources: POST/GET /v1/sources, GET/PATCH/DELETE /v1/sources/{id},
+// POST /v1/sources/{id}/sync, /cancel and /replay. Answers reuse
+// state.Source and state.Run, whose JSON is the API's; the API never
+// returns credentials, only state.Source.HasCredentials.
+
+// CreateSourceRequest is the body of CreateSource.
+type CreateSourceRequest struct {
+	// Name is the display name: required, at most 200 characters.
+	Name string `json:"name"`
+	// Connector is the connector type (see ListConnectors).
+	Connector string `json:"connector"`
+	// Config is the connector's configuration, encoded as a JSON object:
+	// a map, a struct or a json.RawMessage. Nil means {}.
+	Config any `json:"config,omitempty"`
+	// Credentials, when not nil, are stored encrypted and never returned;
+	// encoded as a JSON object.
+	Credentials any `json:"credentials,omitempty"`
+}
+
+// UpdateSourceRequest is the body of UpdateSource; nil and false fields
+// leave the source as it is.
+type UpdateSourceRequest struct {
+	// Name, when not nil, renames the source.
+	Name *string
+	// Config, when not nil, replaces the whole config.
+	Config any
+	// Credentials, when not nil, replace the credentials.
+	Credentials any
+	// RemoveCredentials removes the credentials (sends "credentials":
+	// null); it cannot be combined with Credentials.
+	RemoveCredentials bool
+}
+
+// MarshalJSON leaves out what does not change and writes a null for
+// RemoveCredentials.
+func (r UpdateSourceRequest) MarshalJSON() ([]byte, error) {
+	m := map[string]any{}
+	if r.Name != nil {
+		m["name"] = *r.Name
+	}
+	if r.Config != nil {
+		m["config"] = r.Config
+	}
+	switch {
+	case r.Credentials != nil && r.RemoveCredentials:
+		return nil, errBothCredentials
+	case r.Credentials != nil:
+		m["credentials"] = r.Credentials
+	case r.RemoveCredentials:
+		m["credentials"] = json.RawMessage("null")
+	}
+	return json.Marshal(m)
+}
+
+// SyncRequest is the body of SyncSource.
+type SyncRequest struct {
+	// Mode is events.ModeFull or events.ModeIncremental; empty lets the
+	// manager choose: incremental when the source has a checkpoint and
+	// its connector supports it, full otherwise.
+	Mode events.SyncMode `json:"mode,omitempty"`
+}
+
+// Replay is the answer of ReplaySource.
+type Replay struct {
+	SourceID string `json:"source_id"`
+	// ReplayID is the run_id the replayed changes carry on the change feed.
+	ReplayID string `json:"replay_id"`
+	// Documents counts the documents published again.
+	Documents int `json:"documents"`
+}
+
+// CreateSource creates a source (admin). The connector must be registered
+// and Config must pass its schema; otherwise the *Error is a 422 naming
+// every problem.
+//
+// Route: POST /v1/sources.
+func (c *Client) CreateSource(ctx context.Context, req CreateSourceRequest) (*state.Source, error) {
+	var out state.Source
+	if err := c.do(ctx, http.MethodPost, nil, req, &out, "v1", "sources"); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ListSources returns a page of sources, oldest first.
+//
+// Route: GET /v1/sources.
+func (c *Client) ListSources(ctx context.Context, p PageParams) (*Page[state.Source], error) {
+	var out Page[state.Source]
+	if err := c.do(ctx, http.MethodGet, p.values(), nil, &out, "v1", "sources"); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// GetSource reads a source.
+//
+// Route: GET /v1/sources/{id}.
+func (c *Client) GetSource(ctx context.Context, id string) (*state.Source, error) {
+	var out state.Source
+	if err := c.do(ctx, http.MethodGet, nil, nil, &out, "v1", "sources", id); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// UpdateSource changes a source's name, config or credentials (admin). A
+// run already queued or running keeps what it was dispatched with.
+//
+// Route: PATCH /v1/sources/{id}.
+func (c *Client) UpdateSource(ctx context.Context, id string, req UpdateSourceRequest) (*state.Source, error) {
+	if req.Credentials != nil && req.RemoveCredentials {
+		return nil, errBothCredentials
+	}
+	var out state.Source
+	if err := c.do(ctx, http.MethodPatch, nil, req, &out, "v1", "sources", id); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// DeleteSource deletes a source with its documents, credentials,
+// checkpoint, runs and their events (admin). A source with an active run
+// cannot be deleted: *Error with Code CodeRunActive.
+//
+// Route: DELETE /v1/sources/{id}.
+func (c *Client) DeleteSource(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, nil, nil, nil, "v1", "sources", id)
+}
+
+// SyncSource queues a run of the source and returns it, queued. A source
+// has one active run at most: a second sync is an *Error with Code
+// CodeRunActive and RunID naming the active run.
+//
+// Route: POST /v1/sources/{id}/sync.
+func (c *Client) SyncSource(ctx context.Context, id string, req SyncRequest) (*state.Run, error) {
+	var out state.Run
+	if err := c.do(ctx, http.MethodPost, nil, req, &out, "v1", "sources", id, "sync"); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// CancelSource cancels the source's active run and returns it as it is
+// right after the request (see CancelRun).
+//
+// Route: POST /v1/sources/{id}/cancel.
+func (c *Client) CancelSource(ctx context.Context, id string) (*state.Run, error) {
+	var out state.Run
+	if err := c.do(ctx, http.MethodPost, nil, nil, &out, "v1", "sources", id, "cancel"); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ReplaySource publishes every document the catalog holds for the source
+// again on the change feed, without reading the source.
+//
+// Route: POST /v1/sources/{id}/replay.
+func (c *Client) ReplaySource(ctx context.Context, id string) (*Replay, error) {
+	var out Replay
+	if err := c.do(ctx, http.MethodPost, nil, nil, &out, "v1", "sources", id, "replay"); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
