@@ -39,7 +39,7 @@ type Server struct {
 	keepAlive time.Duration
 	// patterns are the routes' patterns, in the order routes registers them.
 	patterns []string
-	metrics   prometheus.Gatherer
+	metrics  prometheus.Gatherer
 }
 
 // Option configures a Server.

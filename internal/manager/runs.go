@@ -88,7 +88,7 @@ func (m *Manager) TriggerSync(ctx context.Context, sourceID string, mode events.
 // TriggerRetry marks runs that retry a failed or cancelled run.
 const TriggerRetry = "retry"
 
-// CodeNotRetryable: only failed and cancelled runs can be retried.
+// CodeNotRetryable is the conflict of retrying a run that did not fail and was not cancelled.
 const CodeNotRetryable = "not_retryable"
 
 // RetryRun starts a new run that redoes a failed or cancelled one: same

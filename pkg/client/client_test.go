@@ -279,7 +279,7 @@ func TestRunsCancelAndErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitRun(t, c, run.ID, "running", func(r *state.Run) bool { return r.Status == state.RunRunning })
+	waitRun(t, c, run.ID, "running", func(r *client.Run) bool { return r.Status == state.RunRunning })
 	_, err = c.SyncSource(ctx, slow.ID, client.SyncRequest{})
 	if e := mustAPIError(t, err, 409, client.CodeRunActive); e.RunID != run.ID {
 		t.Fatalf("run_active names %q, want %s", e.RunID, run.ID)

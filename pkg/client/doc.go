@@ -31,7 +31,7 @@
 //	run, err := c.SyncSource(ctx, src.ID, client.SyncRequest{})
 //	run, err = c.GetRun(ctx, run.ID)
 //
-// Sources and runs come back as state.Source and state.Run, the records the
+// Sources and runs come back as Source and Run, the records the
 // manager keeps, whose JSON is the API's. Documents come back as Document,
 // the catalog's view; ListDocuments, GetDocumentContent, CreateDocument and
 // friends read and change them.

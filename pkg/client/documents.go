@@ -224,8 +224,8 @@ func (c *Client) SetDocumentStatus(ctx context.Context, sourceID, docID string, 
 // A connector that cannot is an *Error with CodeNotSupported.
 //
 // Route: POST /v1/sources/{id}/documents/{doc_id}/sync.
-func (c *Client) SyncDocument(ctx context.Context, sourceID, docID string) (*state.Run, error) {
-	var out state.Run
+func (c *Client) SyncDocument(ctx context.Context, sourceID, docID string) (*Run, error) {
+	var out Run
 	if err := c.do(ctx, http.MethodPost, nil, nil, &out, "v1", "sources", sourceID, "documents", docID, "sync"); err != nil {
 		return nil, err
 	}
@@ -236,8 +236,8 @@ func (c *Client) SyncDocument(ctx context.Context, sourceID, docID string) (*sta
 // run. Nothing to stop is an *Error with CodeRunNotActive.
 //
 // Route: POST /v1/sources/{id}/documents/{doc_id}/stop.
-func (c *Client) StopDocumentSync(ctx context.Context, sourceID, docID string) (*state.Run, error) {
-	var out state.Run
+func (c *Client) StopDocumentSync(ctx context.Context, sourceID, docID string) (*Run, error) {
+	var out Run
 	if err := c.do(ctx, http.MethodPost, nil, nil, &out, "v1", "sources", sourceID, "documents", docID, "stop"); err != nil {
 		return nil, err
 	}

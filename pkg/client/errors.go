@@ -65,6 +65,7 @@ const (
 	CodeMethodNotAllowed      = "method_not_allowed"     // 405
 	CodeRunActive             = "run_active"             // 409: the source has a queued or running run (RunID)
 	CodeRunNotActive          = "run_not_active"         // 409: nothing to cancel or stop
+	CodeNotRetryable          = "not_retryable"          // 409: only failed and cancelled runs can be retried
 	CodeDocumentExists        = "document_exists"        // 409: the source has a document with that external id
 	CodeCredentialsUnreadable = "credentials_unreadable" // 409: credentials sealed under another key
 	CodeStale                 = "stale"                  // 409: a status report on a version the document has left
@@ -165,6 +166,7 @@ func decodeError(resp *http.Response) *Error {
 }
 
 var errBothCredentials = errors.New("tributary client: UpdateSourceRequest sets both Credentials and RemoveCredentials")
+var errBothSchedule = errors.New("tributary client: UpdateSourceRequest sets both Schedule and RemoveSchedule")
 
 // ErrInvalidID is returned, before any request, for an id that is empty,
 // "." or "..": the API has no such ids.

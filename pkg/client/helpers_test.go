@@ -20,7 +20,6 @@ import (
 	"github.com/tributary-sync/tributary/internal/worker"
 	"github.com/tributary-sync/tributary/pkg/client"
 	"github.com/tributary-sync/tributary/pkg/connector"
-	"github.com/tributary-sync/tributary/pkg/state"
 )
 
 // flaky is a test connector whose documents fail to read: it emits
@@ -134,7 +133,7 @@ func newClient(t *testing.T, url string, cfg client.Config) *client.Client {
 }
 
 // waitRun polls the run until cond holds.
-func waitRun(t *testing.T, c *client.Client, id string, what string, cond func(*state.Run) bool) *state.Run {
+func waitRun(t *testing.T, c *client.Client, id string, what string, cond func(*client.Run) bool) *client.Run {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -152,7 +151,7 @@ func waitRun(t *testing.T, c *client.Client, id string, what string, cond func(*
 	}
 }
 
-func terminal(r *state.Run) bool { return r.Status.Terminal() }
+func terminal(r *client.Run) bool { return r.Status.Terminal() }
 
 // mustAPIError asserts err is an *client.Error with the status and code.
 // It returns the error as a value, which is not an error to check.

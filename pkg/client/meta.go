@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 )
 
@@ -87,4 +88,42 @@ func (c *Client) Version(ctx context.Context) (*Version, error) {
 		return nil, err
 	}
 	return &out, nil
+}
+
+// OpenAPI returns the manager's OpenAPI 3.1 description of its API.
+//
+// Route: GET /openapi.json.
+func (c *Client) OpenAPI(ctx context.Context) (json.RawMessage, error) {
+	var out json.RawMessage
+	if err := c.do(ctx, http.MethodGet, nil, nil, &out, "openapi.json"); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Metrics returns the manager's Prometheus metrics in the text format.
+//
+// Route: GET /metrics.
+func (c *Client) Metrics(ctx context.Context) (string, error) {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	u, _ := c.url(nil, "metrics")
+	req, err := c.newRequest(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Accept", "text/plain")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("tributary client: GET /metrics: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return "", decodeError(resp)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("tributary client: GET /metrics: %w", err)
+	}
+	return string(b), nil
 }

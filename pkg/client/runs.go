@@ -11,7 +11,7 @@ import (
 
 // Runs: GET /v1/runs, GET /v1/runs/{id}, POST /v1/runs/{id}/cancel and
 // GET /v1/runs/{id}/errors. A run's live events are in events.go. Answers
-// reuse state.Run, whose JSON is the API's (its bookkeeping fields, such as
+// reuse Run, whose JSON is the API's (its bookkeeping fields, such as
 // LastEventSeq, stay zero).
 
 // ListRunsParams chooses the runs ListRuns returns.
@@ -35,7 +35,7 @@ type RunError struct {
 // ListRuns returns a page of runs, newest first.
 //
 // Route: GET /v1/runs.
-func (c *Client) ListRuns(ctx context.Context, p ListRunsParams) (*Page[state.Run], error) {
+func (c *Client) ListRuns(ctx context.Context, p ListRunsParams) (*Page[Run], error) {
 	q := p.values()
 	if p.SourceID != "" {
 		q.Set("source_id", p.SourceID)
@@ -43,7 +43,7 @@ func (c *Client) ListRuns(ctx context.Context, p ListRunsParams) (*Page[state.Ru
 	if p.Status != "" {
 		q.Set("status", string(p.Status))
 	}
-	var out Page[state.Run]
+	var out Page[Run]
 	if err := c.do(ctx, http.MethodGet, q, nil, &out, "v1", "runs"); err != nil {
 		return nil, err
 	}
@@ -53,8 +53,8 @@ func (c *Client) ListRuns(ctx context.Context, p ListRunsParams) (*Page[state.Ru
 // GetRun reads a run.
 //
 // Route: GET /v1/runs/{id}.
-func (c *Client) GetRun(ctx context.Context, id string) (*state.Run, error) {
-	var out state.Run
+func (c *Client) GetRun(ctx context.Context, id string) (*Run, error) {
+	var out Run
 	if err := c.do(ctx, http.MethodGet, nil, nil, &out, "v1", "runs", id); err != nil {
 		return nil, err
 	}
@@ -67,8 +67,8 @@ func (c *Client) GetRun(ctx context.Context, id string) (*state.Run, error) {
 // run that already ended is an *Error with CodeRunNotActive.
 //
 // Route: POST /v1/runs/{id}/cancel.
-func (c *Client) CancelRun(ctx context.Context, id string) (*state.Run, error) {
-	var out state.Run
+func (c *Client) CancelRun(ctx context.Context, id string) (*Run, error) {
+	var out Run
 	if err := c.do(ctx, http.MethodPost, nil, nil, &out, "v1", "runs", id, "cancel"); err != nil {
 		return nil, err
 	}
@@ -93,7 +93,7 @@ func (c *Client) ListRunErrors(ctx context.Context, id string, p PageParams) (*P
 // a stream can show a run's final event while GetRun still says running:
 // WaitRun after RunEvents gives the run's final record, counters and
 // catalog included.
-func (c *Client) WaitRun(ctx context.Context, id string, interval time.Duration) (*state.Run, error) {
+func (c *Client) WaitRun(ctx context.Context, id string, interval time.Duration) (*Run, error) {
 	if interval <= 0 {
 		interval = 250 * time.Millisecond
 	}
@@ -113,4 +113,36 @@ func (c *Client) WaitRun(ctx context.Context, id string, interval time.Duration)
 		case <-t.C:
 		}
 	}
+}
+
+// Run is a run as the API shows it: the stored record and its live
+// progress.
+type Run struct {
+	state.Run
+	// Progress is computed when the run is read; nil before it starts.
+	Progress *Progress `json:"progress,omitempty"`
+}
+
+// Progress is how far a run got and how fast. Percent and ETASeconds need
+// the connector to report a total (SyncContext.SetTotal); the ETA is only
+// given while the run is running.
+type Progress struct {
+	ElapsedSeconds float64  `json:"elapsed_seconds"`
+	RatePerSecond  float64  `json:"rate_per_second"`
+	Total          uint64   `json:"total,omitempty"`
+	Percent        *float64 `json:"percent,omitempty"`
+	ETASeconds     *float64 `json:"eta_seconds,omitempty"`
+}
+
+// RetryRun starts a new run redoing a failed or cancelled one, continuing
+// from its checkpoint when it is still the source's latest run. An *Error
+// with Code CodeNotRetryable for other runs.
+//
+// Route: POST /v1/runs/{id}/retry.
+func (c *Client) RetryRun(ctx context.Context, id string) (*Run, error) {
+	var out Run
+	if err := c.do(ctx, http.MethodPost, nil, nil, &out, "v1", "runs", id, "retry"); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }

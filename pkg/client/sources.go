@@ -11,8 +11,8 @@ import (
 
 // Sources: POST/GET /v1/sources, GET/PATCH/DELETE /v1/sources/{id},
 // POST /v1/sources/{id}/sync, /cancel and /replay. Answers reuse
-// state.Source and state.Run, whose JSON is the API's; the API never
-// returns credentials, only state.Source.HasCredentials.
+// Source and Run, whose JSON is the API's; the API never
+// returns credentials, only Source.HasCredentials.
 
 // CreateSourceRequest is the body of CreateSource.
 type CreateSourceRequest struct {
@@ -26,6 +26,8 @@ type CreateSourceRequest struct {
 	// Credentials, when not nil, are stored encrypted and never returned;
 	// encoded as a JSON object.
 	Credentials any `json:"credentials,omitempty"`
+	// Schedule, when not nil, has the scheduler sync the source.
+	Schedule *ScheduleRequest `json:"schedule,omitempty"`
 }
 
 // UpdateSourceRequest is the body of UpdateSource; nil and false fields
@@ -40,6 +42,10 @@ type UpdateSourceRequest struct {
 	// RemoveCredentials removes the credentials (sends "credentials":
 	// null); it cannot be combined with Credentials.
 	RemoveCredentials bool
+	// Schedule, when not nil, replaces the schedule (Paused only when
+	// set); RemoveSchedule removes it (manual syncs only).
+	Schedule       *ScheduleRequest
+	RemoveSchedule bool
 }
 
 // MarshalJSON leaves out what does not change and writes a null for
@@ -59,6 +65,14 @@ func (r UpdateSourceRequest) MarshalJSON() ([]byte, error) {
 		m["credentials"] = r.Credentials
 	case r.RemoveCredentials:
 		m["credentials"] = json.RawMessage("null")
+	}
+	switch {
+	case r.Schedule != nil && r.RemoveSchedule:
+		return nil, errBothSchedule
+	case r.Schedule != nil:
+		m["schedule"] = r.Schedule
+	case r.RemoveSchedule:
+		m["schedule"] = json.RawMessage("null")
 	}
 	return json.Marshal(m)
 }
@@ -85,8 +99,8 @@ type Replay struct {
 // every problem.
 //
 // Route: POST /v1/sources.
-func (c *Client) CreateSource(ctx context.Context, req CreateSourceRequest) (*state.Source, error) {
-	var out state.Source
+func (c *Client) CreateSource(ctx context.Context, req CreateSourceRequest) (*Source, error) {
+	var out Source
 	if err := c.do(ctx, http.MethodPost, nil, req, &out, "v1", "sources"); err != nil {
 		return nil, err
 	}
@@ -96,8 +110,8 @@ func (c *Client) CreateSource(ctx context.Context, req CreateSourceRequest) (*st
 // ListSources returns a page of sources, oldest first.
 //
 // Route: GET /v1/sources.
-func (c *Client) ListSources(ctx context.Context, p PageParams) (*Page[state.Source], error) {
-	var out Page[state.Source]
+func (c *Client) ListSources(ctx context.Context, p PageParams) (*Page[Source], error) {
+	var out Page[Source]
 	if err := c.do(ctx, http.MethodGet, p.values(), nil, &out, "v1", "sources"); err != nil {
 		return nil, err
 	}
@@ -107,8 +121,8 @@ func (c *Client) ListSources(ctx context.Context, p PageParams) (*Page[state.Sou
 // GetSource reads a source.
 //
 // Route: GET /v1/sources/{id}.
-func (c *Client) GetSource(ctx context.Context, id string) (*state.Source, error) {
-	var out state.Source
+func (c *Client) GetSource(ctx context.Context, id string) (*Source, error) {
+	var out Source
 	if err := c.do(ctx, http.MethodGet, nil, nil, &out, "v1", "sources", id); err != nil {
 		return nil, err
 	}
@@ -119,11 +133,14 @@ func (c *Client) GetSource(ctx context.Context, id string) (*state.Source, error
 // run already queued or running keeps what it was dispatched with.
 //
 // Route: PATCH /v1/sources/{id}.
-func (c *Client) UpdateSource(ctx context.Context, id string, req UpdateSourceRequest) (*state.Source, error) {
+func (c *Client) UpdateSource(ctx context.Context, id string, req UpdateSourceRequest) (*Source, error) {
 	if req.Credentials != nil && req.RemoveCredentials {
 		return nil, errBothCredentials
 	}
-	var out state.Source
+	if req.Schedule != nil && req.RemoveSchedule {
+		return nil, errBothSchedule
+	}
+	var out Source
 	if err := c.do(ctx, http.MethodPatch, nil, req, &out, "v1", "sources", id); err != nil {
 		return nil, err
 	}
@@ -144,8 +161,8 @@ func (c *Client) DeleteSource(ctx context.Context, id string) error {
 // CodeRunActive and RunID naming the active run.
 //
 // Route: POST /v1/sources/{id}/sync.
-func (c *Client) SyncSource(ctx context.Context, id string, req SyncRequest) (*state.Run, error) {
-	var out state.Run
+func (c *Client) SyncSource(ctx context.Context, id string, req SyncRequest) (*Run, error) {
+	var out Run
 	if err := c.do(ctx, http.MethodPost, nil, req, &out, "v1", "sources", id, "sync"); err != nil {
 		return nil, err
 	}
@@ -156,8 +173,8 @@ func (c *Client) SyncSource(ctx context.Context, id string, req SyncRequest) (*s
 // right after the request (see CancelRun).
 //
 // Route: POST /v1/sources/{id}/cancel.
-func (c *Client) CancelSource(ctx context.Context, id string) (*state.Run, error) {
-	var out state.Run
+func (c *Client) CancelSource(ctx context.Context, id string) (*Run, error) {
+	var out Run
 	if err := c.do(ctx, http.MethodPost, nil, nil, &out, "v1", "sources", id, "cancel"); err != nil {
 		return nil, err
 	}
@@ -174,4 +191,81 @@ func (c *Client) ReplaySource(ctx context.Context, id string) (*Replay, error) {
 		return nil, err
 	}
 	return &out, nil
+}
+
+// Source is a source as the API shows it: the stored record (never its
+// credentials) and its computed status.
+type Source struct {
+	state.Source
+	// Status is "active", "paused" (its scheduled runs are paused) or
+	// "degraded" (its last ConsecutiveFailures runs failed; see LastError).
+	Status string `json:"status"`
+}
+
+// ScheduleRequest sets a source's schedule: Every (a Go duration) or Cron
+// (five fields or a descriptor such as "@hourly"), or neither for manual
+// syncs only; Mode of scheduled runs; Paused (nil keeps the current value).
+type ScheduleRequest struct {
+	Every  string          `json:"every,omitempty"`
+	Cron   string          `json:"cron,omitempty"`
+	Mode   events.SyncMode `json:"mode,omitempty"`
+	Paused *bool           `json:"paused,omitempty"`
+}
+
+// PauseSource stops the source's scheduled runs (manual syncs still run).
+// Idempotent.
+//
+// Route: POST /v1/sources/{id}/pause.
+func (c *Client) PauseSource(ctx context.Context, id string) (*Source, error) {
+	var out Source
+	if err := c.do(ctx, http.MethodPost, nil, nil, &out, "v1", "sources", id, "pause"); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ResumeSource starts the source's scheduled runs again from the next due
+// time. Idempotent.
+//
+// Route: POST /v1/sources/{id}/resume.
+func (c *Client) ResumeSource(ctx context.Context, id string) (*Source, error) {
+	var out Source
+	if err := c.do(ctx, http.MethodPost, nil, nil, &out, "v1", "sources", id, "resume"); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// GetCheckpoint reads the source's checkpoint; an *Error with Status 404
+// when it has none.
+//
+// Route: GET /v1/sources/{id}/checkpoint.
+func (c *Client) GetCheckpoint(ctx context.Context, id string) (*state.Checkpoint, error) {
+	var out state.Checkpoint
+	if err := c.do(ctx, http.MethodGet, nil, nil, &out, "v1", "sources", id, "checkpoint"); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SetCheckpoint replaces the source's checkpoint (admin); checkpoint is
+// any JSON-encodable value but nil. Only while the source has no active
+// run: *Error with Code CodeRunActive otherwise.
+//
+// Route: PUT /v1/sources/{id}/checkpoint.
+func (c *Client) SetCheckpoint(ctx context.Context, id string, checkpoint any) (*state.Checkpoint, error) {
+	var out state.Checkpoint
+	body := map[string]any{"checkpoint": checkpoint}
+	if err := c.do(ctx, http.MethodPut, nil, body, &out, "v1", "sources", id, "checkpoint"); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ResetCheckpoint removes the source's checkpoint, so its next sync is
+// full (admin); only while it has no active run.
+//
+// Route: DELETE /v1/sources/{id}/checkpoint.
+func (c *Client) ResetCheckpoint(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, nil, nil, nil, "v1", "sources", id, "checkpoint")
 }
