@@ -71,6 +71,8 @@ func (s *Server) routes() {
 	h("POST /v1/sources/{id}/sync", s.syncSource)
 	h("POST /v1/sources/{id}/cancel", s.cancelSource)
 	h("POST /v1/sources/{id}/replay", s.replaySource)
+	h("POST /v1/sources/{id}/test-connection", s.testConnection)
+	h("POST /v1/sources/{id}/actions/{name}", s.runAction)
 
 	h("GET /v1/sources/{id}/documents", s.listDocuments)
 	h("POST /v1/sources/{id}/documents", s.createDocument)
