@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"go.uber.org/zap"
 
@@ -32,9 +33,9 @@ const maxActionMessage = 4 << 10
 // connector, an endpoint per action and one for the connection test, all
 // in the queue group events.ActionQueueGroup. micro delivers one
 // endpoint's requests one after another, so each request runs on a
-// goroutine of its own, at most ActionConcurrency at once; micro's
-// per-endpoint stats therefore count requests but not their errors or
-// processing time.
+// goroutine of its own, at most ActionConcurrency at once, and answers by
+// itself; micro's per-endpoint stats therefore count requests but not
+// their errors or processing time.
 type actions struct {
 	w      *Worker
 	log    *zap.Logger
@@ -176,7 +177,7 @@ func (a *actions) serve(req micro.Request, conn, action string, ex connector.Act
 	case a.slots <- struct{}{}:
 		defer func() { <-a.slots }()
 	case <-ctx.Done():
-		a.replyEnded(req, ctx, log, "waiting for a free action slot")
+		a.replyEnded(ctx, req, log, "waiting for a free action slot")
 		return
 	}
 
@@ -203,13 +204,13 @@ func (a *actions) serve(req micro.Request, conn, action string, ex connector.Act
 	select {
 	case o = <-done:
 	case <-ctx.Done():
-		a.replyEnded(req, ctx, log, "running")
+		a.replyEnded(ctx, req, log, "running")
 		return
 	}
 	took := zap.Duration("took", time.Since(start))
 	switch {
 	case o.err != nil && !o.panicked && ctx.Err() != nil:
-		a.replyEnded(req, ctx, log, "running")
+		a.replyEnded(ctx, req, log, "running")
 	case o.err != nil && tester != nil && !o.panicked:
 		log.Info("connection test failed", took, zap.String("reason", o.err.Error()))
 		a.respond(req, log, &events.ActionReply{WorkerID: a.w.cfg.ID, Message: truncate(o.err.Error())})
@@ -232,7 +233,7 @@ func (a *actions) serve(req micro.Request, conn, action string, ex connector.Act
 
 // replyEnded answers a request whose context ended: the worker is
 // stopping, or the request's timeout passed.
-func (a *actions) replyEnded(req micro.Request, ctx context.Context, log *zap.Logger, while string) {
+func (a *actions) replyEnded(ctx context.Context, req micro.Request, log *zap.Logger, while string) {
 	if a.ctx.Err() != nil {
 		log.Info("action cancelled: worker stopping", zap.String("while", while))
 		a.replyError(req, events.ActionErrorStopping, "the worker shut down while "+while)
@@ -252,9 +253,19 @@ func (a *actions) respond(req micro.Request, log *zap.Logger, rep *events.Action
 		a.replyError(req, events.ActionErrorFailed, fmt.Sprintf("the action's result is %d bytes of JSON, over the %d-byte message limit", len(b), limit))
 		return
 	}
-	if err := req.Respond(b); err != nil {
+	if err := a.reply(req, b, nil); err != nil {
 		log.Warn("answer action request", zap.Error(err))
 	}
+}
+
+// reply publishes an answer to the request's reply subject. Not
+// req.Respond: it records its outcome in the request, which micro reads
+// when the handler returns, and the handler returned long ago.
+func (a *actions) reply(req micro.Request, data []byte, hdr nats.Header) error {
+	if req.Reply() == "" {
+		return nil
+	}
+	return a.w.nc.PublishMsg(&nats.Msg{Subject: req.Reply(), Data: data, Header: hdr})
 }
 
 // replyError answers with an ActionError in the body and the micro error
@@ -262,7 +273,10 @@ func (a *actions) respond(req micro.Request, log *zap.Logger, rep *events.Action
 func (a *actions) replyError(req micro.Request, code, msg string) {
 	msg = truncate(msg)
 	b, _ := json.Marshal(&events.ActionReply{WorkerID: a.w.cfg.ID, Error: &events.ActionError{Code: code, Message: msg}})
-	if err := req.Error(events.ActionErrorStatus(code), headerSafe(msg), b); err != nil {
+	hdr := nats.Header{}
+	hdr.Set(micro.ErrorCodeHeader, events.ActionErrorStatus(code))
+	hdr.Set(micro.ErrorHeader, headerSafe(msg))
+	if err := a.reply(req, b, hdr); err != nil {
 		a.log.Warn("answer action request", zap.String("code", code), zap.Error(err))
 	}
 }
