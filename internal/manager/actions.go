@@ -145,7 +145,7 @@ func (m *Manager) requestWorker(ctx context.Context, src *state.Source, subject 
 		return nil, took, fmt.Errorf("action request: %w", ctx.Err())
 	case err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)):
 		log.Warn("action request timed out", zap.Duration("timeout", timeout))
-		return nil, took, &TimeoutError{Message: fmt.Sprintf("No worker answered within %s", timeout)}
+		return nil, took, &TimeoutError{Message: fmt.Sprintf("No answer within %s", timeout)}
 	case err != nil:
 		return nil, took, unavailable("action request", err)
 	}
@@ -168,10 +168,10 @@ func (m *Manager) requestWorker(ctx context.Context, src *state.Source, subject 
 				name = "test_connection"
 			}
 			return nil, took, invalid("action_failed", e.Message, "action", name)
-		case events.ActionErrorTimeout, events.ActionErrorBusy:
-			return nil, took, &TimeoutError{Message: fmt.Sprintf("Worker %s: %s", rep.WorkerID, e.Message)}
+		case events.ActionErrorTimeout:
+			return nil, took, &TimeoutError{Message: fmt.Sprintf("No answer within %s (worker %s %s)", timeout, rep.WorkerID, e.Message)}
 		case events.ActionErrorStopping:
-			return nil, took, &ConflictError{Code: CodeNoWorker, Message: fmt.Sprintf("Worker %s: %s; retry", rep.WorkerID, e.Message)}
+			return nil, took, &ConflictError{Code: CodeNoWorker, Message: fmt.Sprintf("Worker %s %s; retry", rep.WorkerID, e.Message)}
 		case events.ActionErrorNotFound:
 			return nil, took, &NotFoundError{Kind: "action", ID: req.Action, Code: CodeActionNotFound}
 		}

@@ -134,7 +134,7 @@ func (a *actions) wait() <-chan struct{} {
 func (a *actions) handler(conn, action string, ex connector.ActionExecutor, tester connector.ConnectionTester) micro.HandlerFunc {
 	return func(req micro.Request) {
 		if !a.begin() {
-			a.replyError(req, events.ActionErrorStopping, "the worker is shutting down")
+			a.replyError(req, events.ActionErrorStopping, "is shutting down")
 			return
 		}
 		go func() {
@@ -204,13 +204,13 @@ func (a *actions) serve(req micro.Request, conn, action string, ex connector.Act
 	select {
 	case o = <-done:
 	case <-ctx.Done():
-		a.replyEnded(ctx, req, log, "running")
+		a.replyEnded(ctx, req, log, "running it")
 		return
 	}
 	took := zap.Duration("took", time.Since(start))
 	switch {
 	case o.err != nil && !o.panicked && ctx.Err() != nil:
-		a.replyEnded(ctx, req, log, "running")
+		a.replyEnded(ctx, req, log, "running it")
 	case o.err != nil && tester != nil && !o.panicked:
 		log.Info("connection test failed", took, zap.String("reason", o.err.Error()))
 		a.respond(req, log, &events.ActionReply{WorkerID: a.w.cfg.ID, Message: truncate(o.err.Error())})
@@ -236,11 +236,11 @@ func (a *actions) serve(req micro.Request, conn, action string, ex connector.Act
 func (a *actions) replyEnded(ctx context.Context, req micro.Request, log *zap.Logger, while string) {
 	if a.ctx.Err() != nil {
 		log.Info("action cancelled: worker stopping", zap.String("while", while))
-		a.replyError(req, events.ActionErrorStopping, "the worker shut down while "+while)
+		a.replyError(req, events.ActionErrorStopping, "shut down while "+while)
 		return
 	}
 	log.Info("action timed out", zap.String("while", while), zap.Error(ctx.Err()))
-	a.replyError(req, events.ActionErrorTimeout, "the request's timeout passed while "+while)
+	a.replyError(req, events.ActionErrorTimeout, "timed out while "+while)
 }
 
 func (a *actions) respond(req micro.Request, log *zap.Logger, rep *events.ActionReply) {

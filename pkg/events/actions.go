@@ -101,7 +101,7 @@ const (
 	// ActionErrorFailed: the connector returned an error or panicked.
 	ActionErrorFailed = "action_failed"
 	// ActionErrorTimeout: the request's timeout passed before the connector
-	// returned.
+	// returned (or before a slot for it was free).
 	ActionErrorTimeout = "timeout"
 	// ActionErrorStopping: the worker is shutting down and cancelled the
 	// action.
@@ -111,9 +111,6 @@ const (
 	// ActionErrorNotFound: the worker does not host that action (or that
 	// connector's connection test).
 	ActionErrorNotFound = "action_not_found"
-	// ActionErrorBusy: the worker had no free slot for the action before its
-	// timeout.
-	ActionErrorBusy = "busy"
 )
 
 // ActionErrorStatus is the micro error code (an HTTP status, as a string)
@@ -124,7 +121,7 @@ func ActionErrorStatus(code string) string {
 		return "422"
 	case ActionErrorTimeout:
 		return "504"
-	case ActionErrorStopping, ActionErrorBusy:
+	case ActionErrorStopping:
 		return "503"
 	case ActionErrorBadRequest:
 		return "400"
