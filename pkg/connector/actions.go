@@ -28,7 +28,7 @@ type ActionParameter struct {
 	// within the action.
 	Name string `json:"name"`
 	// Type is a JSON Schema type: string, integer, number, boolean, object,
-	// array. Empty accepts any JSON value but null.
+	// array. Empty accepts any JSON value.
 	Type        string `json:"type"`
 	Required    bool   `json:"required,omitempty"`
 	Description string `json:"description,omitempty"`
