@@ -523,7 +523,9 @@ func TestResumeDoesNotWaitForTheManager(t *testing.T) {
 // actionless declares an action it cannot run.
 type actionless struct{}
 
-func (actionless) Sync(context.Context, *connector.SyncRequest, connector.SyncContext) error { return nil }
+func (actionless) Sync(context.Context, *connector.SyncRequest, connector.SyncContext) error {
+	return nil
+}
 
 func (actionless) Manifest() connector.Manifest {
 	return connector.Manifest{Name: "actionless", Version: "1.0.0", Actions: []connector.ActionDefinition{{Name: "go"}}}
