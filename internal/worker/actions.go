@@ -108,8 +108,10 @@ func (a *actions) stop() {
 	if err := a.svc.Stop(); err != nil {
 		a.log.Warn("stop action service", zap.Error(err))
 	}
-	if err := a.w.nc.Flush(); err != nil {
-		a.log.Debug("flush after stopping the action service", zap.Error(err))
+	if a.w.nc.IsConnected() {
+		if err := a.w.nc.FlushTimeout(time.Second); err != nil {
+			a.log.Debug("flush after stopping the action service", zap.Error(err))
+		}
 	}
 }
 
