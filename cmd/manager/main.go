@@ -57,6 +57,7 @@ type options struct {
 	shutdownGrace    time.Duration
 	gcInterval       time.Duration
 	gcGrace          time.Duration
+	actionTimeout    time.Duration
 	secretKeyFile    string
 	authTokensFile   string
 	insecure         bool
@@ -116,6 +117,7 @@ func run(args []string) error {
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 10*time.Second, "how long shutdown waits for running syncs to hand off")
 	fs.DurationVar(&o.gcInterval, "content-gc-interval", time.Hour, "how often content no document references is deleted (negative: never; a source deletion still collects its own)")
 	fs.DurationVar(&o.gcGrace, "content-gc-grace", time.Hour, "how old unreferenced content must be before it is deleted")
+	fs.DurationVar(&o.actionTimeout, "action-timeout", 30*time.Second, "how long a connector action or connection test may take before it answers 504")
 	fs.StringVar(&o.secretKeyFile, "secret-key-file", "", "file holding the 32-byte key (64 hex digits) that seals source credentials; default <data-dir>/secret.key, created if missing. TRIBUTARY_SECRET_KEY gives the key itself")
 	fs.StringVar(&o.authTokensFile, "auth-tokens-file", "", "file of \"TOKEN ROLE\" lines (roles admin, operator, viewer; # comments): every /v1 route then needs a bearer token. Re-read on SIGHUP")
 	fs.BoolVar(&o.insecure, "insecure", false, "allow an HTTP address other than loopback without --auth-tokens-file")
@@ -214,7 +216,7 @@ func run(args []string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m, err := manager.New(nc, manager.Config{Replicas: o.replicas, HeartbeatTimeout: o.heartbeatTimeout, ClientURL: clientURL,
-		ContentGCInterval: o.gcInterval, ContentGCGrace: o.gcGrace, SecretKey: key, Metrics: reg, Logger: log,
+		ContentGCInterval: o.gcInterval, ContentGCGrace: o.gcGrace, ActionTimeout: o.actionTimeout, SecretKey: key, Metrics: reg, Logger: log,
 		Limits:    manager.Limits{MaxActiveRuns: o.maxActiveRuns, PerConnector: o.connectorLimits},
 		RetryBase: o.scheduleRetry, RetryCap: o.scheduleRetryCap, DegradedAfter: o.degradedAfter})
 	if err != nil {

@@ -138,7 +138,8 @@ var adminRoutes = map[string]bool{
 }
 
 // requiredRole is the least role a route needs: reading is for viewers,
-// sources for admins, everything else (sync, cancel, replay, documents)
+// sources for admins, everything else (sync, cancel, replay, documents,
+// actions and connection tests)
 // for operators.
 func requiredRole(method, pattern string) Role {
 	switch {

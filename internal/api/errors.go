@@ -43,14 +43,21 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		ve *manager.ValidationError
 		nf *manager.NotFoundError
 		ce *manager.ConflictError
+		te *manager.TimeoutError
 	)
 	switch {
 	case errors.As(err, &ve):
 		writeJSON(w, http.StatusUnprocessableEntity, ValidationProblem{Detail: ve.Details})
 	case errors.As(err, &nf):
-		writeProblem(w, http.StatusNotFound, "not_found", capitalize(nf.Error()))
+		code := nf.Code
+		if code == "" {
+			code = "not_found"
+		}
+		writeProblem(w, http.StatusNotFound, code, capitalize(nf.Error()))
 	case errors.As(err, &ce):
 		writeJSON(w, http.StatusConflict, Problem{Code: ce.Code, Message: ce.Message, RunID: ce.RunID})
+	case errors.As(err, &te):
+		writeProblem(w, http.StatusGatewayTimeout, "timeout", te.Message)
 	case errors.Is(err, manager.ErrUnavailable):
 		s.log.Warn("request failed: bus unavailable", zap.String("path", r.URL.Path), zap.Error(err))
 		writeProblem(w, http.StatusServiceUnavailable, "unavailable", "The state store is unavailable; retry shortly")

@@ -31,6 +31,9 @@ func FuzzRequests(f *testing.F) {
 		{"doc-put", "0123456789abcdef0123456789abcdef", `{"title":null}`},
 		{"doc-status", "0123456789abcdef0123456789abcdef", `{"status":"indexed"}`},
 		{"doc-list", "", `page=2&size=1&status=pending&search=%FF`},
+		{"action", "echo", `{"params":{"message":1,"x":null}}`},
+		{"action", "", `{"params":[]}`},
+		{"test-connection", "x", ``},
 	} {
 		f.Add(seed.route, seed.id, seed.body)
 	}
@@ -57,6 +60,10 @@ func FuzzRequests(f *testing.F) {
 			method, path = "POST", docs+"/"+id+"/status"
 		case "doc-list":
 			method, path, body = "GET", docs+"?"+body, ""
+		case "action":
+			method, path = "POST", strings.TrimSuffix(docs, "/documents")+"/actions/"+id
+		case "test-connection":
+			method, path = "POST", "/v1/sources/"+id+"/test-connection"
 		default:
 			method, path = "GET", "/v1/sources/"+id
 		}

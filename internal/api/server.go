@@ -105,6 +105,8 @@ func (s *Server) routes() {
 	h("GET /v1/sources/{id}/checkpoint", s.getCheckpoint)
 	h("PUT /v1/sources/{id}/checkpoint", s.putCheckpoint)
 	h("DELETE /v1/sources/{id}/checkpoint", s.deleteCheckpoint)
+	h("POST /v1/sources/{id}/test-connection", s.testConnection)
+	h("POST /v1/sources/{id}/actions/{name}", s.runAction)
 
 	h("GET /v1/sources/{id}/documents", s.listDocuments)
 	h("POST /v1/sources/{id}/documents", s.createDocument)

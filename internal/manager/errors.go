@@ -32,10 +32,12 @@ func invalid(typ, msg string, loc ...any) *ValidationError {
 	return &ValidationError{Details: []Detail{{Loc: loc, Msg: msg, Type: typ}}}
 }
 
-// NotFoundError is returned for an unknown id; the API answers 404.
+// NotFoundError is returned for an unknown id; the API answers 404 with
+// code Code, or not_found when it is empty.
 type NotFoundError struct {
 	Kind string
 	ID   string
+	Code string
 }
 
 func (e *NotFoundError) Error() string { return fmt.Sprintf("%s %s does not exist", e.Kind, e.ID) }
@@ -64,7 +66,21 @@ const (
 	// CodeCredentialsUnreadable: a source's stored credentials cannot be
 	// opened with this manager's secret key.
 	CodeCredentialsUnreadable = "credentials_unreadable"
+	// CodeNoWorker: no live worker hosts what the request needs.
+	CodeNoWorker = "no_worker"
 )
+
+// CodeActionNotFound is the NotFoundError code of an action the source's
+// connector does not declare.
+const CodeActionNotFound = "action_not_found"
+
+// TimeoutError is returned when a worker did not answer in time; the API
+// answers 504 with code timeout.
+type TimeoutError struct {
+	Message string
+}
+
+func (e *TimeoutError) Error() string { return e.Message }
 
 // ErrUnavailable wraps failures of the bus; the API answers 503.
 var ErrUnavailable = errors.New("state store unavailable")

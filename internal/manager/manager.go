@@ -50,6 +50,10 @@ type Config struct {
 	// DocIndexIdle is how long a source's in-memory documents index is kept
 	// after its last list; default 10m.
 	DocIndexIdle time.Duration
+	// ActionTimeout is how long a connector action or connection test may
+	// take before the request answers 504 (the worker cancels it then);
+	// default 30s.
+	ActionTimeout time.Duration
 	// SecretKey is the 32-byte key source credentials are sealed with.
 	// Default: a random key for this process only, so credentials stored
 	// now cannot be read after a restart (tests); the binary always gives
@@ -97,6 +101,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ContentGCSettle == 0 {
 		c.ContentGCSettle = 30 * time.Second
+	}
+	if c.ActionTimeout <= 0 {
+		c.ActionTimeout = 30 * time.Second
 	}
 	if c.DocIndexIdle <= 0 {
 		c.DocIndexIdle = 10 * time.Minute

@@ -51,6 +51,9 @@ type Config struct {
 	RetryBackoff time.Duration
 	// MaxPendingEvents bounds the unacknowledged events of one sync; default 1024.
 	MaxPendingEvents int
+	// ActionConcurrency is how many connector actions and connection tests
+	// run at once; default 8. More wait for a slot until their timeout.
+	ActionConcurrency int
 	// BindTimeout is how long Start waits for the manager to create the
 	// streams and buckets; default 30s.
 	BindTimeout time.Duration
@@ -90,6 +93,9 @@ func (c *Config) setDefaults() {
 	if c.MaxPendingEvents <= 0 {
 		c.MaxPendingEvents = 1024
 	}
+	if c.ActionConcurrency <= 0 {
+		c.ActionConcurrency = 8
+	}
 	if c.BindTimeout <= 0 {
 		c.BindTimeout = 30 * time.Second
 	}
@@ -117,6 +123,9 @@ func (c *Config) validate() error {
 		if seen[m.Name] {
 			return fmt.Errorf("worker: connector %q registered twice", m.Name)
 		}
+		if _, ok := cn.(connector.ActionExecutor); len(m.Actions) > 0 && !ok {
+			return fmt.Errorf("worker: connector %s declares actions but does not implement connector.ActionExecutor", m.Name)
+		}
 		seen[m.Name] = true
 	}
 	return nil
@@ -143,6 +152,7 @@ type Worker struct {
 	pullWG    sync.WaitGroup
 	runWG     sync.WaitGroup
 	sub       *nats.Subscription
+	actions   *actions // the micro service of actions and connection tests
 	hbStop    chan struct{}
 	hbDone    chan struct{}
 	startedAt time.Time
@@ -193,6 +203,7 @@ func New(nc *nats.Conn, cfg Config) (*Worker, error) {
 	for _, c := range cfg.Connectors {
 		m := c.Manifest()
 		_, m.DocumentSync = c.(connector.DocumentSyncer)
+		_, m.ConnectionTest = c.(connector.ConnectionTester)
 		w.manifests[m.Name] = m
 	}
 	return w, nil
@@ -216,6 +227,10 @@ func (w *Worker) Start(ctx context.Context) error {
 		return fmt.Errorf("worker: subscribe to cancels: %w", err)
 	}
 	w.sub = sub
+	if w.actions, err = w.startActions(); err != nil {
+		_ = sub.Unsubscribe()
+		return err
+	}
 	w.pullCtx, w.stopPull = context.WithCancel(context.Background())
 	for _, c := range w.cfg.Connectors {
 		m := c.Manifest()
@@ -224,6 +239,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		if err != nil {
 			w.stopPull()
 			_ = sub.Unsubscribe()
+			w.actions.stop()
 			return fmt.Errorf("worker: consumer for %s: %w", m.Name, err)
 		}
 		w.pullWG.Add(1)
@@ -427,6 +443,9 @@ func (w *Worker) Stop(ctx context.Context) error {
 			return
 		}
 		w.stopPull()
+		// No new actions; those running finish, or are cancelled with
+		// the syncs.
+		w.actions.stop()
 		// First ask every sync to stop at its next checkpoint; those that
 		// have not by shortly before the grace period ends are cancelled.
 		// This does not wait for the pull loops (a fetch may wait a second):
@@ -443,12 +462,14 @@ func (w *Worker) Stop(ctx context.Context) error {
 		w.mu.Unlock()
 		w.pullWG.Wait()
 		done := make(chan struct{})
-		go func() { w.runWG.Wait(); close(done) }()
+		actionsDone := w.actions.wait()
+		go func() { w.runWG.Wait(); <-actionsDone; close(done) }()
 		soft := time.NewTimer(softStop(ctx))
 		defer soft.Stop()
 		select {
 		case <-done:
 		case <-soft.C:
+			w.actions.cancel(errActionsStopping)
 			w.mu.Lock()
 			for ar := range w.active {
 				ar.cancel(errShutdown)
@@ -462,6 +483,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 		case <-ctx.Done():
 			err = fmt.Errorf("worker: stop: runs still active: %w", ctx.Err())
 		}
+		w.actions.cancel(errActionsStopping)
 		if w.sub != nil {
 			_ = w.sub.Unsubscribe()
 		}

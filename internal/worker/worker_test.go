@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -516,5 +517,22 @@ func TestResumeDoesNotWaitForTheManager(t *testing.T) {
 	}, "attempt 2 to complete")
 	if n := len(ofType(h.runEvents(src.ID, run.ID), events.TypeDocumentUpserted)); n != 20 {
 		t.Fatalf("%d documents emitted over both attempts, want 20", n)
+	}
+}
+
+// actionless declares an action it cannot run.
+type actionless struct{}
+
+func (actionless) Sync(context.Context, *connector.SyncRequest, connector.SyncContext) error {
+	return nil
+}
+
+func (actionless) Manifest() connector.Manifest {
+	return connector.Manifest{Name: "actionless", Version: "1.0.0", Actions: []connector.ActionDefinition{{Name: "go"}}}
+}
+
+func TestDeclaredActionsNeedAnExecutor(t *testing.T) {
+	if _, err := New(nil, Config{Connectors: []connector.Connector{actionless{}}}); err == nil || !strings.Contains(err.Error(), "ActionExecutor") {
+		t.Fatalf("got %v", err)
 	}
 }

@@ -75,6 +75,9 @@ type Manifest struct {
 	// implements DocumentSyncer). The worker sets it when it registers the
 	// connector; there is no need to set it by hand.
 	DocumentSync bool `json:"document_sync,omitempty"`
+	// ConnectionTest says the connector can test a source's connection (it
+	// implements ConnectionTester). The worker sets it, as DocumentSync.
+	ConnectionTest bool `json:"connection_test,omitempty"`
 }
 
 // Supports reports whether the manifest lists mode.
@@ -112,31 +115,11 @@ func (m Manifest) Validate() error {
 			return fmt.Errorf("connector %s: action names must be unique and non-empty", m.Name)
 		}
 		seen[a.Name] = true
+		if err := a.validate(); err != nil {
+			return fmt.Errorf("connector %s: %w", m.Name, err)
+		}
 	}
 	return nil
-}
-
-// ActionDefinition declares a custom action.
-type ActionDefinition struct {
-	Name        string            `json:"name"`
-	Description string            `json:"description,omitempty"`
-	Parameters  []ActionParameter `json:"parameters,omitempty"`
-}
-
-// ActionParameter declares one parameter of an action.
-type ActionParameter struct {
-	Name string `json:"name"`
-	// Type is a JSON Schema type: string, integer, number, boolean, object, array.
-	Type        string `json:"type"`
-	Required    bool   `json:"required,omitempty"`
-	Description string `json:"description,omitempty"`
-}
-
-// ActionExecutor is implemented by connectors that declare actions.
-type ActionExecutor interface {
-	// ExecuteAction runs the named action with its parameters and the source's
-	// configuration and credentials, and returns a JSON-encodable result.
-	ExecuteAction(ctx context.Context, req *ActionRequest) (any, error)
 }
 
 // DocumentSyncer is implemented by connectors that can re-fetch one
@@ -148,14 +131,6 @@ type ActionExecutor interface {
 // context's, as in Sync.
 type DocumentSyncer interface {
 	SyncDocument(ctx context.Context, req *SyncRequest, sc SyncContext) error
-}
-
-// ActionRequest is what an action runs with.
-type ActionRequest struct {
-	Action      string
-	Params      json.RawMessage
-	Config      json.RawMessage
-	Credentials json.RawMessage
 }
 
 // SyncRequest is what one attempt of a run is asked to do.

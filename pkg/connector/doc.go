@@ -86,6 +86,40 @@
 //		// the text was cut at 5 MiB
 //	}
 //
+// # Optional abilities
+//
+// A connector can do more by implementing small extra interfaces; the
+// worker notices them when it registers the connector:
+//
+//   - DocumentSyncer re-fetches one document.
+//   - ConnectionTester checks a source's connection for
+//     POST /v1/sources/{id}/test-connection: return nil when it works, an
+//     error saying what is wrong when it does not.
+//   - ActionExecutor runs the actions the manifest declares (Actions), for
+//     POST /v1/sources/{id}/actions/{name}.
+//
+// The manager checks an action's params against its declared Parameters
+// first; the result is any JSON-encodable value:
+//
+//	Actions: []connector.ActionDefinition{{
+//		Name: "purge_cache", Description: "Forget the cached listing",
+//		Parameters: []connector.ActionParameter{{Name: "older_than_days", Type: "integer", Required: true}},
+//	}},
+//
+//	func (n *Notes) ExecuteAction(ctx context.Context, req *connector.ActionRequest) (any, error) {
+//		var p struct{ OlderThanDays int `json:"older_than_days"` }
+//		if err := req.DecodeParams(&p); err != nil {
+//			return nil, err
+//		}
+//		removed, err := n.purge(ctx, p.OlderThanDays)
+//		return map[string]int{"removed": removed}, err
+//	}
+//
+// Both run on a live worker while the operator waits (30 s by default), with
+// the source's config and credentials, and may run concurrently with syncs
+// and with each other. Their error messages are shown to operators: keep
+// credentials out of them.
+//
 // Connectors in other languages speak the same protocol over NATS; see
 // docs/protocol.md.
 package connector

@@ -466,6 +466,15 @@ func (d *deployment) exercise() (*state.Source, *state.Run) {
 			run.ID, run.Status, run.DocumentsScanned, run.DocumentsEmitted, run.Error)
 	}
 
+	// A connection test and an action: core NATS requests from the manager
+	// to the worker's micro service, carrying the source's credentials.
+	if res, err := m.TestConnection(ctx, src.ID); err != nil || !res.OK {
+		d.fatal("test connection: %+v, %v", res, err)
+	}
+	if res, err := m.ExecuteAction(ctx, src.ID, "echo", json.RawMessage(`{"message":"hi"}`)); err != nil || !strings.Contains(string(res.Result), `"has_credentials":true`) {
+		d.fatal("echo action: %+v, %v", res, err)
+	}
+
 	if srcs, err := m.ListSources(ctx); err != nil || len(srcs) != 1 {
 		d.fatal("list sources: %d, %v", len(srcs), err)
 	}
@@ -623,6 +632,13 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 		d.fatal("second manager start: %v, want it to wait for the lock until its deadline", err)
 	}
 
+	// An operator finds the worker's micro service (nats micro ls).
+	admin := connect(t, ns, "admin", "TRIBUTARY_ADMIN_PASSWORD")
+	ping, err := admin.nc.RequestWithContext(d.ctx, "$SRV.PING."+events.ActionServiceName, nil)
+	if err != nil || !strings.Contains(string(ping.Data), `"name":"`+events.ActionServiceName+`"`) {
+		d.fatal("micro ping: %v", err)
+	}
+
 	if v := viol.snapshot(); len(v) > 0 {
 		d.fatal("permission violations")
 	}
@@ -679,6 +695,11 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 		return err
 	})
 
+	wc.denied(t, "worker requests an action", events.ActionSubject("synthetic", "echo"), func(ctx context.Context) error {
+		_, err := wc.nc.RequestWithContext(ctx, events.ActionSubject("synthetic", "echo"), []byte(`{}`))
+		return err
+	})
+
 	// What the indexer must not do.
 	ic.denied(t, "indexer publishes an event", events.SubjectEventsPrefix, func(ctx context.Context) error {
 		_, err := ic.js.Publish(ctx, events.EventSubject(src.ID, run.ID, events.TypeRunFailed), []byte(`{}`))
@@ -687,6 +708,18 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 	next := "$JS.API.CONSUMER.MSG.NEXT." + events.StreamEvents + "." + manager.ApplierConsumer
 	ic.denied(t, "indexer pulls from the manager's consumer", next, func(ctx context.Context) error {
 		_, err := ic.nc.RequestWithContext(ctx, next, []byte(`{"batch":1,"no_wait":true}`))
+		return err
+	})
+	ic.denied(t, "indexer tests a connection", events.TestConnectionSubject("synthetic"), func(ctx context.Context) error {
+		_, err := ic.nc.RequestWithContext(ctx, events.TestConnectionSubject("synthetic"), []byte(`{}`))
+		return err
+	})
+	ic.denied(t, "indexer serves actions", events.ActionSubjectsAll, func(ctx context.Context) error {
+		sub, err := ic.nc.SubscribeSync(events.ActionSubjectsAll)
+		if err != nil {
+			return err
+		}
+		_, err = sub.NextMsgWithContext(ctx)
 		return err
 	})
 	ic.denied(t, "indexer deletes content", "$JS.API.STREAM.PURGE.OBJ_"+events.BucketContent, func(ctx context.Context) error {

@@ -10,6 +10,9 @@
 // incremental sync emits only new and changed files and reports files that are
 // gone as deleted. While a sync runs it saves a partial checkpoint every
 // checkpoint_every files, so an interrupted sync resumes where it stopped.
+//
+// Its connection test checks that root is a directory the worker can list.
+// It declares no actions.
 package filesystem
 
 import (
@@ -21,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"mime"
 	"net/http"
@@ -301,6 +305,36 @@ func (c *Connector) Sync(ctx context.Context, req *connector.SyncRequest, sc con
 	}
 	cp.Partial, cp.After = false, ""
 	return sc.Complete(ctx, &cp)
+}
+
+// TestConnection implements connector.ConnectionTester: the root must be
+// a directory the worker can list.
+func (c *Connector) TestConnection(_ context.Context, req *connector.ActionRequest) error {
+	cfg, err := decodeConfig(&connector.SyncRequest{Config: req.Config})
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(cfg.Root)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("root %s does not exist", cfg.Root)
+	case err != nil:
+		return fmt.Errorf("root %s: %w", cfg.Root, err)
+	case !fi.IsDir():
+		return fmt.Errorf("root %s is not a directory", cfg.Root)
+	}
+	f, err := os.Open(cfg.Root)
+	if err == nil {
+		_, err = f.ReadDir(1)
+		if errors.Is(err, io.EOF) {
+			err = nil // empty
+		}
+		_ = f.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("root %s cannot be read: %w", cfg.Root, err)
+	}
+	return nil
 }
 
 // SyncDocument implements connector.DocumentSyncer: it reads one file

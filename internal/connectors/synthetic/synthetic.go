@@ -15,6 +15,11 @@
 // generation to the next, and emits them as updated. A document's content
 // depends only on the seed, its index and how many generations changed it, so
 // a repeated full sync emits identical documents.
+//
+// It has actions for tests of the actions API: echo (returns its params),
+// sleep (waits, honouring cancellation) and fail (returns an error); and a
+// connection test that passes whenever the config is usable, since there is
+// nothing to connect to.
 package synthetic
 
 import (
@@ -89,6 +94,7 @@ func (*Connector) Manifest() connector.Manifest {
 		Description:  "Deterministic generated documents for tests and load tests",
 		SyncModes:    []connector.SyncMode{connector.Full, connector.Incremental},
 		ConfigSchema: json.RawMessage(configSchema),
+		Actions:      actions,
 	}
 }
 

@@ -789,3 +789,32 @@ func TestShrinkInterruptedDeletesTail(t *testing.T) {
 		t.Fatalf("deleted before the first checkpoint %q, want %q", deleted, want)
 	}
 }
+
+func TestActions(t *testing.T) {
+	c := synthetic.New()
+	if err := c.Manifest().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := json.RawMessage(`{"count":4}`)
+	res, err := c.ExecuteAction(t.Context(), &connector.ActionRequest{SourceID: "s", Action: "echo", Params: json.RawMessage(`{"message":"m"}`), Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := res.(synthetic.EchoResult); string(e.Params) != `{"message":"m"}` || e.Count != 4 || e.SourceID != "s" || e.HasCredentials {
+		t.Fatalf("echo: %+v", e)
+	}
+	if _, err := c.ExecuteAction(t.Context(), &connector.ActionRequest{Action: "fail", Config: cfg}); err == nil || err.Error() != "synthetic failure" {
+		t.Fatalf("fail: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
+	defer cancel()
+	if _, err := c.ExecuteAction(ctx, &connector.ActionRequest{Action: "sleep", Params: json.RawMessage(`{"duration":"1m"}`), Config: cfg}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("sleep: %v", err)
+	}
+	if _, err := c.ExecuteAction(t.Context(), &connector.ActionRequest{Action: "sleep", Params: json.RawMessage(`{"duration":"1h"}`), Config: cfg}); err == nil {
+		t.Fatal("sleep 1h accepted")
+	}
+	if err := c.TestConnection(t.Context(), &connector.ActionRequest{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+}
