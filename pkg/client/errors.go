@@ -66,6 +66,9 @@ const (
 	CodeRunActive             = "run_active"             // 409: the source has a queued or running run (RunID)
 	CodeRunNotActive          = "run_not_active"         // 409: nothing to cancel or stop
 	CodeNotRetryable          = "not_retryable"          // 409: only failed and cancelled runs can be retried
+	CodeNoWorker              = "no_worker"              // 409: no live worker hosts the connector
+	CodeActionNotFound        = "action_not_found"       // 404: the connector declares no such action
+	CodeTimeout               = "timeout"                // 504: the worker did not answer in time
 	CodeDocumentExists        = "document_exists"        // 409: the source has a document with that external id
 	CodeCredentialsUnreadable = "credentials_unreadable" // 409: credentials sealed under another key
 	CodeStale                 = "stale"                  // 409: a status report on a version the document has left

@@ -95,6 +95,21 @@ func TestOperatorRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	ct, err := c.TestConnection(ctx, src.ID)
+	if err != nil || !ct.OK || ct.WorkerID == "" {
+		t.Fatalf("test connection: %+v, %v", ct, err)
+	}
+	res, err := c.RunAction(ctx, src.ID, "echo", map[string]any{"message": "hi"})
+	if err != nil || !strings.Contains(string(res.Result), `"message":"hi"`) {
+		t.Fatalf("echo: %+v, %v", res, err)
+	}
+	_, err = c.RunAction(ctx, src.ID, "echo", map[string]any{"colour": "red"})
+	if e := mustAPIError(t, err, http.StatusUnprocessableEntity, client.CodeValidation); len(e.Detail) != 2 {
+		t.Fatalf("bad params: %+v", e.Detail)
+	}
+	_, err = c.RunAction(ctx, src.ID, "reindex", nil)
+	mustAPIError(t, err, http.StatusNotFound, client.CodeActionNotFound)
+
 	spec, err := c.OpenAPI(ctx)
 	if err != nil || !strings.Contains(string(spec), `"openapi": "3.1`) {
 		t.Fatalf("openapi: %.60s, %v", spec, err)

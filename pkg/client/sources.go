@@ -269,3 +269,50 @@ func (c *Client) SetCheckpoint(ctx context.Context, id string, checkpoint any) (
 func (c *Client) ResetCheckpoint(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, nil, nil, nil, "v1", "sources", id, "checkpoint")
 }
+
+// ConnectionTest is the answer of TestConnection: a failed test is an
+// answer (OK false, with the connector's Message), not an error.
+type ConnectionTest struct {
+	OK         bool   `json:"ok"`
+	Message    string `json:"message,omitempty"`
+	SourceID   string `json:"source_id"`
+	WorkerID   string `json:"worker_id"`
+	DurationMS int64  `json:"duration_ms"`
+}
+
+// ActionResult is the answer of RunAction.
+type ActionResult struct {
+	Action     string          `json:"action"`
+	SourceID   string          `json:"source_id"`
+	WorkerID   string          `json:"worker_id"`
+	DurationMS int64           `json:"duration_ms"`
+	Result     json.RawMessage `json:"result"`
+}
+
+// TestConnection asks a live worker whether the source's config and
+// credentials reach what they describe. *Error with Code CodeNoWorker when
+// no worker hosts the connector, CodeNotSupported when it has no test,
+// CodeTimeout when no answer came in time.
+//
+// Route: POST /v1/sources/{id}/test-connection.
+func (c *Client) TestConnection(ctx context.Context, id string) (*ConnectionTest, error) {
+	var out ConnectionTest
+	if err := c.do(ctx, http.MethodPost, nil, nil, &out, "v1", "sources", id, "test-connection"); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RunAction runs one of the connector's actions on the source with params
+// (a JSON-encodable object, or nil). Bad params, and an action that fails,
+// are a 422 *Error whose Detail says why.
+//
+// Route: POST /v1/sources/{id}/actions/{name}.
+func (c *Client) RunAction(ctx context.Context, id, action string, params any) (*ActionResult, error) {
+	var out ActionResult
+	body := map[string]any{"params": params}
+	if err := c.do(ctx, http.MethodPost, nil, body, &out, "v1", "sources", id, "actions", action); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
