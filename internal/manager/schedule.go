@@ -306,11 +306,12 @@ func (s *scheduler) loop(ctx context.Context) {
 		now := clock.Now()
 		var due []dueItem
 		var wait time.Duration = -1
+		var next time.Time
 		s.mu.Lock()
 		for s.q.Len() > 0 {
 			it := s.q[0]
 			if it.at.After(now) {
-				wait = it.at.Sub(now)
+				wait, next = it.at.Sub(now), it.at
 				break
 			}
 			heap.Pop(&s.q)
@@ -328,6 +329,12 @@ func (s *scheduler) loop(ctx context.Context) {
 		if wait >= 0 {
 			tm := clock.NewTimer(wait)
 			timer, t = tm.Chan(), tm
+			// The clock may have moved between reading it and setting the
+			// timer (a fake one jumps): look again rather than oversleep.
+			if !clock.Now().Before(next) {
+				tm.Stop()
+				continue
+			}
 		}
 		select {
 		case <-ctx.Done():
