@@ -48,6 +48,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"net/url"
 	"sort"
 	"strings"
@@ -312,7 +313,9 @@ type entry struct {
 }
 
 func newEntry(item *gofeed.Item, base *url.URL) *entry {
-	e := &entry{item: item, title: strings.TrimSpace(item.Title)}
+	// Titles are text, but feeds often carry them as escaped HTML
+	// ("AT&amp;amp;T"): decode what entities are left, as feed readers do.
+	e := &entry{item: item, title: strings.TrimSpace(html.UnescapeString(item.Title))}
 	e.link = resolve(base, strings.TrimSpace(item.Link))
 	e.author = authors(item)
 	e.published = utc(item.PublishedParsed)
