@@ -1,5 +1,5 @@
 // Package rss is the built-in connector for RSS, Atom and JSON Feed feeds,
-// the SDK's example connector made real. It imports only the public SDK (and the
+// the SDK's example connector made real. It imports only pkg/connector (and the
 // gofeed parser), as a third-party connector would.
 //
 // Configuration:
@@ -58,7 +58,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tributary-sync/tributary/pkg/connector"
-	"github.com/tributary-sync/tributary/pkg/events"
 )
 
 // Name is the connector's type name.
@@ -369,7 +368,7 @@ func externalID(item *gofeed.Item, e *entry) string {
 }
 
 func fitID(id string) string {
-	if len(id) <= events.MaxExternalIDLen {
+	if doc := (connector.Document{ExternalID: id}); doc.Validate() == nil {
 		return id
 	}
 	sum := sha256.Sum256([]byte(id))
