@@ -397,12 +397,13 @@ func TestActionServiceDiscovery(t *testing.T) {
 			subjects[ep.Subject] = ep.QueueGroup
 		}
 		for _, s := range []string{"tributary.action.synthetic.echo", "tributary.action.synthetic.sleep", "tributary.action.synthetic.fail",
-			"tributary.test_connection.synthetic", "tributary.test_connection.filesystem", "tributary.action.tool.panic"} {
+			"tributary.test_connection.synthetic", "tributary.test_connection.filesystem", "tributary.action.tool.panic",
+			"tributary.action.rss.validate_feed", "tributary.test_connection.rss"} {
 			if subjects[s] != events.ActionQueueGroup {
 				t.Fatalf("info of %s: no endpoint %s in queue group %s: %v", info.Metadata["worker_id"], s, events.ActionQueueGroup, subjects)
 			}
 		}
-		if len(info.Endpoints) != 3+3+3 { // actions of synthetic and tool, three connection tests
+		if len(info.Endpoints) != 3+3+1+4 { // actions of synthetic, tool and rss; four connection tests
 			t.Fatalf("info: %d endpoints: %v", len(info.Endpoints), subjects)
 		}
 	}
