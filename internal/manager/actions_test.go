@@ -169,7 +169,8 @@ func TestExecuteAction(t *testing.T) {
 }
 
 func TestActionFailures(t *testing.T) {
-	e := newEnv(t, Config{ActionTimeout: 400 * time.Millisecond})
+	// Long enough for the big answer on a busy machine; sleep and stuck wait it out.
+	e := newEnv(t, Config{ActionTimeout: 2 * time.Second})
 	e.startWorker(nil)
 	src := e.source("synthetic", `{"count":1}`, "")
 
