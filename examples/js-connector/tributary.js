@@ -198,8 +198,10 @@ class Worker {
   async start() {
     const { natsUrl, user, pass } = this.opts;
     this.nc = await connect({ servers: natsUrl, user, pass, name: `tributary-js-worker ${this.id}`, maxReconnectAttempts: -1 });
-    this.js = this.nc.jetstream();
-    this.jsm = await this.nc.jetstreamManager();
+    // checkAPI false: no $JS.API.INFO request (account info), which a
+    // least-privilege worker user may not send (deploy/nats/accounts.conf).
+    this.js = this.nc.jetstream({ checkAPI: false });
+    this.jsm = await this.nc.jetstreamManager({ checkAPI: false });
     await this.bind();
 
     // Step 2: the manifest; last writer wins.
@@ -246,12 +248,16 @@ class Worker {
     const deadline = Date.now() + this.opts.bindTimeoutMs;
     for (;;) {
       try {
-        for (const s of [STREAM_SYNC, STREAM_CANCEL, STREAM_EVENTS, `OBJ_${OBJECT_STORE}`]) {
+        // TRIBUTARY_SYNC is not looked up: creating the consumer finds it.
+        for (const s of [STREAM_CANCEL, STREAM_EVENTS, `OBJ_${OBJECT_STORE}`]) {
           await this.jsm.streams.info(s);
         }
+        // views.kv with bindOnly looks nothing up and uses direct gets only
+        // when told: read each bucket's stream info for both.
         this.kv = {};
         for (const b of BUCKETS) {
-          this.kv[b] = await this.js.views.kv(`tributary_${b}`, { bindOnly: true });
+          const si = await this.jsm.streams.info(`KV_tributary_${b}`);
+          this.kv[b] = await this.js.views.kv(`tributary_${b}`, { bindOnly: true, allow_direct: !!si.config.allow_direct });
         }
         this.obs = await this.js.views.os(OBJECT_STORE);
         break;

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -21,55 +18,6 @@ import (
 	"github.com/tributary-sync/tributary/pkg/events"
 	"github.com/tributary-sync/tributary/test/harness"
 )
-
-// jsConnector installs examples/js-connector (npm ci, with the versions its
-// lockfile pins) into a temporary directory and returns the path of its
-// connector.js. It skips the test when node or npm is missing.
-func jsConnector(t *testing.T) (node, script string) {
-	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node is not installed: skipping the JavaScript connector test (examples/js-connector needs Node.js 18 or later and npm)")
-	}
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		t.Skip("npm is not installed: skipping the JavaScript connector test (examples/js-connector needs Node.js 18 or later and npm)")
-	}
-	root, err := harness.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A copy of the example's own files, so that the test leaves no
-	// node_modules in the source tree and ignores one a developer made.
-	src := filepath.Join(root, "examples", "js-connector")
-	dir := t.TempDir()
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, filepath.Join(dir, e.Name()), string(b))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error")
-	cmd.Dir = dir
-	cmd.Stdin = nil // no TTY: npm must not prompt
-	cmd.Env = append(os.Environ(), "CI=true", "npm_config_update_notifier=false")
-	began := time.Now()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("npm ci in %s (the npm registry must be reachable): %v\n%s", dir, err, out)
-	}
-	t.Logf("npm ci: %s", time.Since(began).Round(time.Millisecond))
-	return node, filepath.Join(dir, "connector.js")
-}
 
 // changeFeed reads the source's changes from TRIBUTARY_CHANGES as an
 // indexer would, waiting until there are want of them.
@@ -152,7 +100,7 @@ func notesConfig(n int, pace int) map[string]any {
 // connection test, is cancelled mid-run, and hands a run back on SIGTERM to
 // a second JS worker, which resumes it from its checkpoint.
 func TestJavaScriptConnector(t *testing.T) {
-	node, script := jsConnector(t)
+	node, script := harness.InstallJSConnector(t)
 	s := startManager(t, "--worker=false")
 	startJS := func(name string) (*harness.Proc, string) {
 		p := harness.Start(t, name, node, script, "--nats-url", s.nats, "--heartbeat-timeout", "3s", "--shutdown-grace", "5s")
