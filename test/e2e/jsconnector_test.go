@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -101,6 +103,12 @@ func notesConfig(n int, pace int) map[string]any {
 // a second JS worker, which resumes it from its checkpoint.
 func TestJavaScriptConnector(t *testing.T) {
 	node, script := harness.InstallJSConnector(t)
+	// The connector's own unit tests (node:test, a fake context, no NATS).
+	unit := exec.Command(node, "--test")
+	unit.Dir = filepath.Dir(script)
+	if out, err := unit.CombinedOutput(); err != nil {
+		t.Fatalf("node --test: %v\n%s", err, out)
+	}
 	s := startManager(t, "--worker=false")
 	startJS := func(name string) (*harness.Proc, string) {
 		p := harness.Start(t, name, node, script, "--nats-url", s.nats, "--heartbeat-timeout", "3s", "--shutdown-grace", "5s")
