@@ -70,9 +70,45 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		if err != nil {
 			return nil, fmt.Errorf("state: bucket %s: %w", name, err)
 		}
+		if !directGets[name] {
+			return leaderReads(ctx, js, name)
+		}
 		return kv, nil
 	}
 	return build(mk, cfg.WorkerTTL, cfg.LeaseTTL)
+}
+
+// directGets lists the buckets read with direct gets, which any replica
+// may answer, possibly before it has a write the leader acknowledged. They
+// are the high-volume ones whose readers cope with a stale read: the
+// catalog (its one writer, the manager, writes with compare-and-set and
+// retries) and the content index (a stale miss stores content twice). The
+// others (sources, runs, checkpoints, leases, …) must read their own
+// writes in a cluster — a source just created must be found by the sync
+// that follows — so their streams do not allow direct gets and reads go to
+// the stream leader (see nats-server#6557).
+var directGets = map[string]bool{events.BucketCatalog: true, events.BucketContentIndex: true}
+
+// leaderReads turns direct gets off for the bucket's stream (the KV
+// default turns them on) and binds the bucket again, so that reads go to
+// the leader. Clients that bind later (workers) read the setting from the
+// stream.
+func leaderReads(ctx context.Context, js jetstream.JetStream, name string) (jetstream.KeyValue, error) {
+	st, err := js.Stream(ctx, "KV_"+name)
+	if err != nil {
+		return nil, fmt.Errorf("state: bucket %s: %w", name, err)
+	}
+	if cfg := st.CachedInfo().Config; cfg.AllowDirect {
+		cfg.AllowDirect = false
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("state: bucket %s: turn direct gets off: %w", name, err)
+		}
+	}
+	kv, err := js.KeyValue(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("state: bucket %s: %w", name, err)
+	}
+	return kv, nil
 }
 
 // Bind returns the store over buckets that already exist (a worker binds to

@@ -658,8 +658,15 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wc.denied(t, "worker reads credentials", "$JS.API.DIRECT.GET.KV_"+events.BucketCredentials, func(ctx context.Context) error {
+	// The bucket is read from its leader (no direct gets): a get is a
+	// stream message get, denied below; a direct get is denied too.
+	wc.denied(t, "worker reads credentials", "$JS.API.STREAM.MSG.GET.KV_"+events.BucketCredentials, func(ctx context.Context) error {
 		_, err := creds.Get(ctx, src.ID)
+		return err
+	})
+	direct := "$JS.API.DIRECT.GET.KV_" + events.BucketCredentials + ".$KV." + events.BucketCredentials + "." + src.ID
+	wc.denied(t, "worker reads credentials with a direct get", direct, func(ctx context.Context) error {
+		_, err := wc.nc.RequestWithContext(ctx, direct, nil)
 		return err
 	})
 	wc.denied(t, "worker reads credentials without direct get", "$JS.API.STREAM.MSG.GET.KV_"+events.BucketCredentials, func(ctx context.Context) error {
