@@ -26,6 +26,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
 	"github.com/tributary-sync/tributary/pkg/connector"
 )
 
@@ -181,6 +183,9 @@ func New(s Spec) (*Connector, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
+	if err := compileSchema(s.Name, s.ConfigSchema); err != nil {
+		return nil, err
+	}
 	if s.Command == "" {
 		return nil, fmt.Errorf("connector %s: command is required", s.Name)
 	}
@@ -222,6 +227,29 @@ func New(s Spec) (*Connector, error) {
 	}
 	s.Args = append([]string(nil), s.Args...)
 	return &Connector{spec: s, path: path, manifest: m}, nil
+}
+
+// compileSchema checks that a declared config schema compiles, as the
+// manager will compile it, so that a mistake in the file stops the worker at
+// start rather than every source creation later.
+func compileSchema(name string, raw json.RawMessage) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return fmt.Errorf("connector %s: config schema: %w", name, err)
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	url := "tributary://connectors/" + name + "/config.json"
+	if err := c.AddResource(url, doc); err != nil {
+		return fmt.Errorf("connector %s: config schema: %w", name, err)
+	}
+	if _, err := c.Compile(url); err != nil {
+		return fmt.Errorf("connector %s: config schema: %w", name, err)
+	}
+	return nil
 }
 
 // Manifest implements connector.Connector.

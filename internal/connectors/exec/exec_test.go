@@ -472,6 +472,7 @@ func TestLoad(t *testing.T) {
 		`{"connectors":[{"name":"a","version":"1","command":"sh","grace":"-1s"}]}`:                             "grace",
 		`{"connectors":[{"name":"a","version":"1","command":"sh","max_line_bytes":10}]}`:                       "max_line_bytes",
 		`{"connectors":[{"name":"a","version":"1","command":"sh","sync_modes":["sometimes"]}]}`:                "unknown sync mode",
+		`{"connectors":[{"name":"a","version":"1","command":"sh","config_schema":{"type":"integr"}}]}`:         "config schema",
 		`{"connectors":[{"name":"a","version":"1","command":"sh","env":{"A=B":"c"}}]}`:                         "env name",
 		`{"connectors":[{"name":"a","version":"1","command":"sh","dir":"nowhere"}]}`:                           "not a directory",
 		`{"connectors":[{"name":"a","version":"1","command":"sh"},{"name":"a","version":"2","command":"sh"}]}`: "declared twice",
