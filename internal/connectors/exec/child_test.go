@@ -116,6 +116,13 @@ func runChild(mode string) int {
 		fmt.Fprintln(os.Stderr, "details on stderr")
 		send("fail", map[string]any{"error": "source unreachable"})
 		return 1
+	case "linger": // done, then stays
+		send("done", nil)
+		time.Sleep(time.Hour)
+	case "closestdout": // closes stdout without done, then stays
+		send("emit", map[string]any{"document": doc("a")})
+		_ = os.Stdout.Close()
+		time.Sleep(time.Hour)
 	case "afterdone":
 		send("done", nil)
 		send("emit", map[string]any{"document": doc("late")})

@@ -289,6 +289,18 @@ func TestExitErrors(t *testing.T) {
 			t.Fatal("completed")
 		}
 	})
+	t.Run("lingers after done", func(t *testing.T) {
+		began := time.Now()
+		_, err := syncRec(t, child(t, "linger", func(s *exec.Spec) { s.Grace = exec.Duration(300 * time.Millisecond) }), request())
+		_ = failure[*exec.ExitError](t, err, "killed by signal terminated after done")
+		if took := time.Since(began); took < 300*time.Millisecond {
+			t.Fatalf("stopped after %s, before the grace period", took)
+		}
+	})
+	t.Run("closes stdout and stays", func(t *testing.T) {
+		_, err := syncRec(t, child(t, "closestdout", func(s *exec.Spec) { s.Grace = exec.Duration(300 * time.Millisecond) }), request())
+		_ = failure[*exec.ExitError](t, err, "killed by signal terminated before done or fail")
+	})
 	t.Run("fail", func(t *testing.T) {
 		_, err := syncRec(t, child(t, "fail"), request())
 		_ = failure[*exec.FailedError](t, err)

@@ -81,6 +81,7 @@ type session struct {
 	stdinOnce             sync.Once
 
 	exited  chan struct{} // closed once the child is reaped
+	waitErr error         // cmd.Wait's; read after exited is closed
 	lines   chan []byte   // stdout lines; closed at the end of stdout
 	readErr error         // why stdout reading stopped; read after lines is closed
 	quit    chan struct{} // closed when lines are no longer wanted
@@ -149,7 +150,7 @@ func (c *Connector) start(sc connector.SyncContext, reqLine []byte) (*session, e
 		tail: newTail(stderrLines, stderrLineBytes, func(l string) { log.Info("connector stderr", zap.String("line", l)) }),
 	}
 	go func() {
-		_ = cmd.Wait() // the status is in cmd.ProcessState
+		s.waitErr = cmd.Wait() // the status is in cmd.ProcessState
 		close(s.exited)
 	}()
 	var wg sync.WaitGroup
@@ -248,7 +249,7 @@ func (s *session) follow(ctx context.Context) error {
 			arm()
 		case <-timeout:
 			if exited != nil {
-				s.log.Warn("connector did not exit within its grace period after it ended; stopping it", zap.Duration("grace", time.Duration(s.c.spec.Grace)))
+				s.log.Warn("connector still running a grace period after done, fail or closing its stdout; stopping it", zap.Duration("grace", time.Duration(s.c.spec.Grace)))
 			} else {
 				s.log.Warn("connector exited but its stdout is still open (a process it started?); stopping its process group")
 			}
@@ -323,6 +324,9 @@ func (s *session) result(ctx context.Context, err error) error {
 		return &FailedError{Connector: s.c.manifest.Name, Msg: s.failMsg}
 	}
 	ps := s.cmd.ProcessState
+	if ps == nil { // Wait failed before the child's status was known
+		return fmt.Errorf("exec connector %s: wait for the child: %w", s.c.manifest.Name, s.waitErr)
+	}
 	if s.done && ps.Success() {
 		var cp any
 		if s.doneCP != nil {
