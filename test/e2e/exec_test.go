@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,7 +90,7 @@ func TestExecConnector(t *testing.T) {
 func TestExecConnectorCancel(t *testing.T) {
 	s := startManager(t, "--worker=false")
 	w := s.startWorker("--exec-connectors", helloConnectors(t))
-	if cs, _ := w.WaitLog("Tributary worker ready", time.Second)["connectors"].([]any); len(cs) != 3 || cs[2] != "hello" {
+	if cs, _ := w.WaitLog("Tributary worker ready", time.Second)["connectors"].([]any); !slices.Contains(cs, any("hello")) {
 		t.Fatalf("worker connectors %v", cs)
 	}
 	src := s.CreateSource("slow greetings", "hello", map[string]any{"count": 1000000, "pace": 0.005})
