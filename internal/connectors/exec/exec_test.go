@@ -121,6 +121,29 @@ func TestPythonExample(t *testing.T) {
 	}
 }
 
+// A child that writes faster than the worker handles its lines blocks in
+// its writes (the pipe is full) and goes on when the worker catches up.
+func TestBackpressure(t *testing.T) {
+	c := loadHello(t)
+	req := request()
+	req.Config = json.RawMessage(`{"count":3000,"checkpoint_every":1000}`)
+	rec := connectortest.New(t)
+	rec.After = func(e connectortest.Event, i int) error {
+		if i%100 == 0 {
+			time.Sleep(5 * time.Millisecond) // a slow bus, now and then
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Sync(ctx, req, rec); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rec.IDs(connectortest.Emit)); n != 3000 {
+		t.Fatalf("%d documents", n)
+	}
+}
+
 func TestRequestLine(t *testing.T) {
 	c := child(t, "echo")
 	req := &connector.SyncRequest{
