@@ -34,11 +34,11 @@ import (
 	"github.com/tributary-sync/tributary/internal/api"
 	"github.com/tributary-sync/tributary/internal/bus"
 	"github.com/tributary-sync/tributary/internal/cli"
-	"github.com/tributary-sync/tributary/internal/connectors/builtin"
 	"github.com/tributary-sync/tributary/internal/manager"
 	"github.com/tributary-sync/tributary/internal/secret"
 	"github.com/tributary-sync/tributary/internal/version"
 	"github.com/tributary-sync/tributary/internal/worker"
+	"github.com/tributary-sync/tributary/pkg/connector"
 )
 
 type options struct {
@@ -49,6 +49,7 @@ type options struct {
 	natsListen       string
 	worker           bool
 	concurrency      int
+	execConnectors   string
 	replicas         int
 	heartbeatTimeout time.Duration
 	maxAttempts      int
@@ -107,8 +108,9 @@ func run(args []string) error {
 	fs.StringVar(&o.natsURL, "nats-url", "", "URL of an external NATS server; empty embeds one")
 	fs.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file for --nats-url (see deploy/README.md)")
 	fs.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded NATS server, for worker processes; empty takes in-process connections only")
-	fs.BoolVar(&o.worker, "worker", true, "run a worker hosting the built-in connectors in this process")
+	fs.BoolVar(&o.worker, "worker", true, "run a worker hosting the built-in connectors (and --exec-connectors) in this process")
 	fs.IntVar(&o.concurrency, "concurrency", 4, "concurrent syncs of the in-process worker")
+	fs.StringVar(&o.execConnectors, "exec-connectors", "", "in-process worker: JSON file declaring connectors that run as child processes (docs/exec-protocol.md)")
 	fs.IntVar(&o.replicas, "replicas", 1, "replication of every stream and bucket (1, 3 or 5)")
 	fs.DurationVar(&o.heartbeatTimeout, "heartbeat-timeout", 10*time.Second, "how long a silent worker keeps a sync before another worker takes it (at least 2s)")
 	fs.IntVar(&o.maxAttempts, "max-attempts", 5, "in-process worker: attempts in a row that end without a checkpoint before the run fails")
@@ -140,6 +142,16 @@ func run(args []string) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+
+	var conns []connector.Connector
+	if o.worker {
+		// Read before anything starts, so that a bad file fails fast.
+		if conns, err = cli.Connectors(o.execConnectors); err != nil {
+			return err
+		}
+	} else if o.execConnectors != "" {
+		log.Warn("--exec-connectors is ignored with --worker=false: give it to the worker processes")
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -236,7 +248,7 @@ func run(args []string) error {
 		}
 		defer wnc.Close()
 		w, err = worker.New(wnc, worker.Config{
-			Connectors: builtin.All(), Concurrency: o.concurrency,
+			Connectors: conns, Concurrency: o.concurrency,
 			HeartbeatTimeout: o.heartbeatTimeout, MaxAttempts: o.maxAttempts, RetryBackoff: o.retryBackoff, Logger: log,
 		})
 		if err != nil {
@@ -269,7 +281,7 @@ func run(args []string) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("Tributary manager ready", zap.String("version", version.Version),
-		zap.String("http", "http://"+ln.Addr().String()), zap.Bool("worker", o.worker))
+		zap.String("http", "http://"+ln.Addr().String()), zap.Bool("worker", o.worker), zap.Strings("connectors", cli.ConnectorNames(conns)))
 
 	var exitErr error
 	select {

@@ -1,4 +1,5 @@
-// Command worker hosts the built-in connectors and runs the syncs the
+// Command worker hosts the built-in connectors (and the exec connectors
+// --exec-connectors declares) and runs the syncs the
 // manager requests. Start as many as you like: they share the work.
 //
 //	go run ./cmd/worker --nats-url nats://127.0.0.1:4222 --concurrency 4
@@ -21,7 +22,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tributary-sync/tributary/internal/cli"
-	"github.com/tributary-sync/tributary/internal/connectors/builtin"
 	"github.com/tributary-sync/tributary/internal/version"
 	"github.com/tributary-sync/tributary/internal/worker"
 )
@@ -43,6 +43,7 @@ func run(args []string) error {
 	maxAttempts := fs.Int("max-attempts", 5, "attempts in a row that end without a checkpoint before the run fails")
 	retryBackoff := fs.Duration("retry-backoff", 2*time.Second, "delay before a run's third attempt, doubling for each further one (up to 1m)")
 	grace := fs.Duration("shutdown-grace", 10*time.Second, "how long shutdown waits for running syncs to hand off")
+	execFile := fs.String("exec-connectors", "", "JSON file declaring connectors that run as child processes (docs/exec-protocol.md)")
 	logFormat := fs.String("log-format", "console", "log format: console or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := cli.Parse(fs, args); err != nil {
@@ -56,6 +57,11 @@ func run(args []string) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+
+	conns, err := cli.Connectors(*execFile)
+	if err != nil {
+		return err
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -71,7 +77,7 @@ func run(args []string) error {
 	defer nc.Close()
 
 	w, err := worker.New(nc, worker.Config{
-		ID: *id, Connectors: builtin.All(), Concurrency: *concurrency,
+		ID: *id, Connectors: conns, Concurrency: *concurrency,
 		HeartbeatTimeout: *heartbeat, MaxAttempts: *maxAttempts, RetryBackoff: *retryBackoff, Logger: log,
 	})
 	if err != nil {
@@ -80,7 +86,8 @@ func run(args []string) error {
 	if err := w.Start(ctx); err != nil {
 		return err
 	}
-	log.Info("Tributary worker ready", zap.String("version", version.Version), zap.String("worker_id", w.ID()), zap.String("nats", nc.ConnectedUrlRedacted()))
+	log.Info("Tributary worker ready", zap.String("version", version.Version), zap.String("worker_id", w.ID()), zap.String("nats", nc.ConnectedUrlRedacted()),
+		zap.Strings("connectors", cli.ConnectorNames(conns)))
 	<-ctx.Done()
 	stop()
 	log.Info("shutting down: handing running syncs back")

@@ -1,5 +1,6 @@
 // Package cli holds what the manager and worker commands share: flags that
-// also read environment variables, and the logger.
+// also read environment variables, the logger, and the connectors a worker
+// hosts.
 package cli
 
 import (
@@ -11,6 +12,10 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/tributary-sync/tributary/internal/connectors/builtin"
+	execconn "github.com/tributary-sync/tributary/internal/connectors/exec"
+	"github.com/tributary-sync/tributary/pkg/connector"
 )
 
 // EnvName is the environment variable a flag reads: TRIBUTARY_ and the flag
@@ -80,4 +85,30 @@ func NewLogger(format, level string) (*zap.Logger, zap.AtomicLevel, error) {
 		return nil, lvl, err
 	}
 	return log, lvl, nil
+}
+
+// Connectors returns the connectors a worker hosts: the built-in ones and,
+// when execFile is not empty, the exec connectors it declares.
+func Connectors(execFile string) ([]connector.Connector, error) {
+	conns := builtin.All()
+	if execFile == "" {
+		return conns, nil
+	}
+	ecs, err := execconn.Load(execFile)
+	if err != nil {
+		return nil, fmt.Errorf("--exec-connectors: %w", err)
+	}
+	for _, c := range ecs {
+		conns = append(conns, c)
+	}
+	return conns, nil
+}
+
+// ConnectorNames lists the names of connectors, for a log line.
+func ConnectorNames(conns []connector.Connector) []string {
+	names := make([]string, len(conns))
+	for i, c := range conns {
+		names[i] = c.Manifest().Name
+	}
+	return names
 }
