@@ -156,7 +156,7 @@ func (s *Server) start(bin string, cred *syscall.Credential, owner *user.User) e
 			}
 		}
 	}
-	if err := os.Chmod(s.dir, 0o700); err != nil {
+	if err := os.Chmod(s.dir, 0o700); err != nil { //nolint:gosec // a directory: its owner must enter it
 		return err
 	}
 
@@ -221,15 +221,15 @@ func (s *Server) serve(bin string, cred *syscall.Credential, data, sock string) 
 			return fmt.Errorf("postgres exited on start: %s", lastLines(s.log.String(), 10))
 		case <-ctx.Done():
 			s.kill()
-			return fmt.Errorf("postgres did not accept connections within a minute: %v: %s", err, lastLines(s.log.String(), 10))
+			return fmt.Errorf("postgres did not accept connections within a minute: %w: %s", err, lastLines(s.log.String(), 10))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
 func (s *Server) command(name string, cred *syscall.Credential, args ...string) *exec.Cmd {
-	cmd := exec.Command(name, args...)
-	cmd.Dir = s.dir // a directory the server's user can enter
+	cmd := exec.CommandContext(context.Background(), name, args...) //nolint:gosec // the server binaries this package found; Stop ends the server
+	cmd.Dir = s.dir                    // a directory the server's user can enter
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	return cmd
@@ -353,7 +353,7 @@ func findBin() (string, error) {
 
 func checkBin(d string) error {
 	for _, name := range []string{"initdb", "postgres"} {
-		if fi, err := os.Stat(filepath.Join(d, name)); err != nil || fi.IsDir() {
+		if fi, err := os.Stat(filepath.Join(d, name)); err != nil || fi.IsDir() { //nolint:gosec // test binaries looked up on purpose
 			return fmt.Errorf("no %s in %s", name, d)
 		}
 	}
@@ -390,7 +390,7 @@ func runAs() (*syscall.Credential, *user.User, error) {
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
 	}
