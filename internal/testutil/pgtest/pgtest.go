@@ -228,8 +228,10 @@ func (s *Server) serve(bin string, cred *syscall.Credential, data, sock string) 
 }
 
 func (s *Server) command(name string, cred *syscall.Credential, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(context.Background(), name, args...) //nolint:gosec // the server binaries this package found; Stop ends the server
-	cmd.Dir = s.dir                    // a directory the server's user can enter
+	// The server binaries this package found; Stop ends the server.
+	cmd := exec.CommandContext(context.Background(), name, args...) //nolint:gosec // see above
+	// A working directory the server's user can enter.
+	cmd.Dir = s.dir
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	return cmd
