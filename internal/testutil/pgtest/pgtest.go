@@ -114,6 +114,26 @@ func Need(t testing.TB, srv *Server) *Server {
 	return nil
 }
 
+// New starts a server for one test and stops it when the test ends; it
+// skips the test (fails it with PGTEST_REQUIRE=1) when no server can start.
+// Prefer Main for a package whose tests all want one.
+func New(t testing.TB) *Server {
+	t.Helper()
+	s, err := Start()
+	if err != nil {
+		if os.Getenv("PGTEST_REQUIRE") == "1" {
+			t.Fatalf("postgresql not available (PGTEST_REQUIRE=1): %v", err)
+		}
+		t.Skipf("postgresql not available: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("pgtest: stop: %v", err)
+		}
+	})
+	return s
+}
+
 // Start makes a cluster in a new temporary directory and starts a server on
 // it; Stop stops it and removes the directory.
 func Start() (*Server, error) {
