@@ -82,6 +82,9 @@ const (
 	QueryLabel = "query"
 	// maxAttributeSize bounds one attribute value (its JSON).
 	maxAttributeSize = 4 << 10
+	// maxExternalIDLen is the longest external id the worker accepts
+	// (events.MaxExternalIDLen; this package imports only pkg/connector).
+	maxExternalIDLen = 1024
 	// maxTieBytes bounds the keys a checkpoint keeps for one table.
 	maxTieBytes = 8 << 10
 )

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -371,6 +372,13 @@ func TestQueryMode(t *testing.T) {
 	rec = sync{cfg: cfg, creds: creds, mode: connector.Incremental, checkpoint: cp}.must(t)
 	if got := rec.IDs(connectortest.Update); !slices.Equal(got, []string{"query/1"}) {
 		t.Fatalf("incremental query: %v", got)
+	}
+
+	// A long title is cut at 1000 bytes, between characters.
+	cfg["query"] = `SELECT 1 AS ref, repeat('é', 600) AS heading, now() AS changed`
+	rec = sync{cfg: cfg, creds: creds}.must(t)
+	if title := rec.Docs()["query/1"].Title; len(title) != 1000 || !utf8.ValidString(title) {
+		t.Fatalf("long title: %d bytes", len(title))
 	}
 
 	// A NULL key is an error for that row; the sync goes on.

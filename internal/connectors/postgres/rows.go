@@ -10,12 +10,12 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
 	"github.com/tributary-sync/tributary/pkg/connector"
-	"github.com/tributary-sync/tributary/pkg/events"
 )
 
 // Checkpoint is the connector's checkpoint.
@@ -263,7 +263,9 @@ type tieTracker struct {
 }
 
 func (t *tieTracker) add(key string) {
-	if t.st == nil {
+	if t.st == nil || len(key) > maxExternalIDLen {
+		// Such a row is an error, not a document: reading it again costs
+		// little, and its key would swell the checkpoint.
 		return
 	}
 	if t.st.AfterKey != nil || t.bytes+len(key) > maxTieBytes {
@@ -335,8 +337,8 @@ func (s *rowSync) emit(ctx context.Context, src *source, r row, updated bool) er
 		return s.sc.EmitError(ctx, src.label, fmt.Errorf("a row of %s has a NULL %s", src.label, s.cfg.KeyColumn))
 	}
 	id := src.label + "/" + *r.key
-	if len(id) > events.MaxExternalIDLen {
-		return s.sc.EmitError(ctx, src.label, fmt.Errorf("the key of a row of %s makes an external id over %d bytes", src.label, events.MaxExternalIDLen))
+	if len(id) > maxExternalIDLen {
+		return s.sc.EmitError(ctx, src.label, fmt.Errorf("the key of a row of %s makes an external id over %d bytes", src.label, maxExternalIDLen))
 	}
 	doc, content, err := rowDocument(s.cfg, src.label, id, *r.key, r.json)
 	if err != nil {
@@ -440,6 +442,7 @@ func rowDocument(cfg *Config, label, id, key, raw string) (connector.Document, s
 	if title == "" {
 		title = id
 	}
+	title = truncate(title, maxTitleLen)
 	extra := map[string]any{"table": label, "key": key}
 	if len(omitted) > 0 {
 		extra["omitted_attributes"] = omitted
@@ -458,4 +461,18 @@ func rowDocument(cfg *Config, label, id, key, raw string) (connector.Document, s
 		Attributes:  attrs,
 	}
 	return doc, content.String(), nil
+}
+
+// maxTitleLen bounds a title, in bytes.
+const maxTitleLen = 1000
+
+// truncate cuts s to at most n bytes, at a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
