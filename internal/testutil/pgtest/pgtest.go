@@ -145,7 +145,12 @@ func Start() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "pgtest-")
+	parent := ""
+	if owner != nil && !enterable(os.TempDir()) {
+		// The server's user could not reach a directory under $TMPDIR.
+		parent = "/tmp"
+	}
+	dir, err := os.MkdirTemp(parent, "pgtest-")
 	if err != nil {
 		return nil, fmt.Errorf("temp dir: %w", err)
 	}
@@ -352,6 +357,19 @@ func (s *Server) kill() {
 	}
 }
 
+// enterable reports whether every user may enter dir and its parents.
+func enterable(dir string) bool {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if d == filepath.Dir(d) {
+			return true
+		}
+	}
+}
+
 // findBin returns the directory of initdb and postgres.
 func findBin() (string, error) {
 	if d := os.Getenv("PGTEST_BIN"); d != "" {
@@ -408,7 +426,8 @@ func runAs() (*syscall.Credential, *user.User, error) {
 	if err1 != nil || err2 != nil {
 		return nil, nil, fmt.Errorf("user %s has a non-numeric uid or gid", u.Username)
 	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, u, nil
+	// No supplementary groups: not root's.
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, u, nil
 }
 
 func freePort() (int, error) {
