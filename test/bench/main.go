@@ -21,11 +21,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -55,6 +57,7 @@ func run(args []string, stdout io.Writer) error {
 	sources := fs.Int("sources", 0, "sources of the scale scenario (default 10,000; 200 with --quick)")
 	keep := fs.Bool("keep", false, "keep the temporary store directory")
 	verbose := fs.Bool("v", false, "log the manager's and workers' warnings")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of this process (manager, server, in-process workers) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -75,26 +78,46 @@ func run(args []string, stdout io.Writer) error {
 		}
 	}
 	p.Keep, p.Verbose = *keep, *verbose
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer func() { _ = f.Close() }()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := Run(ctx, p, stdout)
 	if rep != nil {
-		if *out != "" {
-			b, jerr := json.MarshalIndent(rep.Results, "", "  ")
-			if jerr == nil {
-				jerr = os.WriteFile(*out, append(b, '\n'), 0o600)
-			}
-			if jerr != nil {
-				return fmt.Errorf("--out: %w", jerr)
-			}
-		}
-		if *chart != "" && len(rep.Chart) > 0 {
-			if cerr := writeChart(*chart, rep.Chart); cerr != nil {
-				return fmt.Errorf("--chart: %w", cerr)
-			}
+		if werr := writeOutputs(rep, *out, *chart); werr != nil {
+			return errors.Join(err, werr)
 		}
 	}
 	return err
+}
+
+// writeOutputs writes the results as JSON to out and the chart as PNG to
+// chart; an empty name skips either.
+func writeOutputs(rep *Report, out, chart string) error {
+	if out != "" {
+		b, err := json.MarshalIndent(rep.Results, "", "  ")
+		if err == nil {
+			err = os.WriteFile(out, append(b, '\n'), 0o600)
+		}
+		if err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+	}
+	if chart != "" && len(rep.Chart) > 0 {
+		if err := writeChart(chart, rep.Chart); err != nil {
+			return fmt.Errorf("--chart: %w", err)
+		}
+	}
+	return nil
 }
 
 // Profile sizes the scenarios.

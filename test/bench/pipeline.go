@@ -175,11 +175,13 @@ func pipeline(ctx context.Context, e *env, rep *Report) error {
 			return err
 		}
 		e.logf("baseline %d-byte messages: publish %.0f/s, receive %.0f/s", msg, pub, recv)
+		cpu0, wall0 := cpuTime(), time.Now()
 		rate, runTook, err := pipelineOnce(ctx, e, syn, i, pt.size, pt.docs)
 		if err != nil {
 			return err
 		}
-		e.logf("pipeline %d docs of %d bytes: %.0f docs/s (ratio %.3f; the run itself took %s)", pt.docs, pt.size, rate, rate/pub, runTook.Round(time.Millisecond))
+		cores := (cpuTime() - cpu0).Seconds() / time.Since(wall0).Seconds()
+		e.logf("pipeline %d docs of %d bytes: %.0f docs/s (ratio %.3f; the run itself took %s; %.2f cores busy)", pt.docs, pt.size, rate, rate/pub, runTook.Round(time.Millisecond), cores)
 		name := fmt.Sprintf("pipeline size=%dB docs=%d", pt.size, pt.docs)
 		rep.add(Result{Scenario: fmt.Sprintf("baseline publish %dB", msg), Value: round(pub), Unit: "msgs/s",
 			Note: fmt.Sprintf("raw PublishAsync, %d pending at most, file storage", baselinePending)})
