@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"image"
 	"image/color"
@@ -32,8 +33,8 @@ var (
 func writeChart(path string, pts []ChartPoint) error {
 	pts = slices.Clone(pts)
 	slices.SortFunc(pts, func(a, b ChartPoint) int { return a.Size - b.Size })
-	const w, h = 800, 480
-	const left, right, top, bottom = 80, 190, 50, 60
+	const w, h = 860, 480
+	const left, right, top, bottom = 80, 230, 50, 60
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	draw.Draw(img, img.Bounds(), image.White, image.Point{}, draw.Src)
 
@@ -120,6 +121,29 @@ func writeChart(path string, pts []ChartPoint) error {
 		return err
 	}
 	return f.Close()
+}
+
+// replotChart draws the chart of a results file written by --out.
+func replotChart(results, chart string) error {
+	if chart == "" {
+		return fmt.Errorf("--replot needs --chart")
+	}
+	b, err := os.ReadFile(results) //nolint:gosec // the user's chosen file
+	if err != nil {
+		return err
+	}
+	var rs []Result
+	if err := json.Unmarshal(b, &rs); err != nil {
+		return fmt.Errorf("%s: %w", results, err)
+	}
+	var pts []ChartPoint
+	for _, r := range rs {
+		var size, docs int
+		if n, _ := fmt.Sscanf(r.Scenario, "pipeline size=%dB docs=%d", &size, &docs); n == 2 && r.Baseline != nil {
+			pts = append(pts, ChartPoint{Size: size, Pipeline: r.Value, Raw: *r.Baseline})
+		}
+	}
+	return writeChart(chart, pts)
 }
 
 func humanSize(b int) string {

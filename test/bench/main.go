@@ -55,11 +55,16 @@ func run(args []string, stdout io.Writer) error {
 	only := fs.String("only", "", "comma-separated scenarios to run (pipeline, dispatch, cancel, resume, scale, memory); default all")
 	docs := fs.Int("docs", 0, "documents of the pipeline scenario (default 200,000; 5,000 with --quick)")
 	sources := fs.Int("sources", 0, "sources of the scale scenario (default 10,000; 200 with --quick)")
+	burst := fs.Bool("burst", false, "scale scenario: create the sources at once (every due time in the same few seconds) rather than spread over one interval")
+	replot := fs.String("replot", "", "only draw --chart again from this results file (written by --out), running nothing")
 	keep := fs.Bool("keep", false, "keep the temporary store directory")
 	verbose := fs.Bool("v", false, "log the manager's and workers' warnings")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of this process (manager, server, in-process workers) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *replot != "" {
+		return replotChart(*replot, *chart)
 	}
 	p := fullProfile()
 	if *quick {
@@ -77,7 +82,7 @@ func run(args []string, stdout io.Writer) error {
 			p.Only[strings.TrimSpace(s)] = true
 		}
 	}
-	p.Keep, p.Verbose = *keep, *verbose
+	p.Keep, p.Verbose, p.ScaleBurst = *keep, *verbose, *burst
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -139,6 +144,9 @@ type Profile struct {
 	ScaleEvery   time.Duration
 	ScaleCycles  int
 	ScaleWorkers int
+	// ScaleBurst creates the sources at once rather than over one
+	// interval: every due time falls in the same few seconds.
+	ScaleBurst bool
 	// MemorySyncs are the concurrent syncs of the worker measured, for
 	// MemoryFor.
 	MemorySyncs int
