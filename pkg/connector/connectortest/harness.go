@@ -169,7 +169,7 @@ func start(ctx context.Context, c connector.Connector, dir string, ownDir bool, 
 	h = &Harness{conn: c, manifest: man, opts: o, dir: dir, ownDir: ownDir, runs: map[string]*runRecord{}}
 	defer func() {
 		if err != nil {
-			h.stop()
+			_ = h.stop()
 		}
 	}()
 	ctx, cancel := h.bound(ctx)
