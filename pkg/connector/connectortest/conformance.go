@@ -418,7 +418,7 @@ func (s *suite) cancel(t suiteT) {
 		if res != nil {
 			st = string(res.Status)
 		}
-		t.Fatalf("the sync of SlowConfig ended (%s) before it could be cancelled: give a config whose sync takes several seconds", st)
+		t.Fatalf("the sync of SlowConfig ended before it could be cancelled (%s): give a config whose sync takes several seconds", st)
 	default:
 	}
 	if err := run.Cancel(ctx); err != nil {
@@ -439,7 +439,7 @@ func (s *suite) cancel(t suiteT) {
 	doneAt, returnAt := rec.ctxDoneAt, rec.returnAt
 	rec.mu.Unlock()
 	if doneAt.IsZero() {
-		t.Fatalf("Sync returned, but its context was never cancelled: did the sync end on its own?")
+		t.Fatalf("the sync of SlowConfig ended before it could be cancelled (Sync returned before its context was cancelled): give a config whose sync takes several seconds")
 	}
 	if late := returnAt.Sub(doneAt); late > cancelWithin {
 		t.Errorf("Sync returned %s after its context was cancelled, want within %s: check ctx.Done() (or the errors of SyncContext calls) in every loop and wait", late.Round(time.Millisecond), cancelWithin)

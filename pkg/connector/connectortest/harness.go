@@ -52,7 +52,6 @@ var ErrNoContent = errors.New("connectortest: document has no content")
 // source has at most one active run: start the next sync after the
 // previous one ended.
 type Harness struct {
-	conn     connector.Connector
 	manifest connector.Manifest
 	opts     options
 	dir      string
@@ -166,7 +165,7 @@ func start(ctx context.Context, c connector.Connector, dir string, ownDir bool, 
 	if err := man.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid manifest: %w", err)
 	}
-	h = &Harness{conn: c, manifest: man, opts: o, dir: dir, ownDir: ownDir, runs: map[string]*runRecord{}}
+	h = &Harness{manifest: man, opts: o, dir: dir, ownDir: ownDir, runs: map[string]*runRecord{}}
 	defer func() {
 		if err != nil {
 			_ = h.stop()
@@ -198,7 +197,6 @@ func start(ctx context.Context, c connector.Connector, dir string, ownDir bool, 
 		return nil, err
 	}
 	if err := h.m.Start(ctx); err != nil {
-		h.m = nil
 		return nil, err
 	}
 	obs, err := h.m.JetStream().ObjectStore(ctx, events.BucketContent)
@@ -216,7 +214,6 @@ func start(ctx context.Context, c connector.Connector, dir string, ownDir bool, 
 		return nil, err
 	}
 	if err := h.w.Start(ctx); err != nil {
-		h.w = nil
 		return nil, err
 	}
 	return h, nil
@@ -265,9 +262,6 @@ func (h *Harness) bound(ctx context.Context) (context.Context, context.CancelFun
 	}
 	return context.WithTimeout(ctx, h.opts.timeout)
 }
-
-// Manifest returns the connector's manifest.
-func (h *Harness) Manifest() connector.Manifest { return h.manifest }
 
 // Sync describes one sync to run. Config, Credentials and Checkpoint are
 // any JSON-encodable values (a json.RawMessage or a []byte is taken as JSON
@@ -462,23 +456,30 @@ func (h *Harness) StartSync(ctx context.Context, s Sync) (*Run, error) {
 func (r *Run) ID() string { return r.id }
 
 // WaitRunning waits until the connector's Sync has been called for the
-// run.
+// run and the manager has recorded that the run is running (so that Cancel
+// stops the connector rather than a run it believes is still queued). It
+// returns nil as well when the run has already ended.
 func (r *Run) WaitRunning(ctx context.Context) error {
 	ctx, cancel := r.h.bound(ctx)
 	defer cancel()
+	var run *state.Run
 	select {
 	case <-r.rec.entered:
-		return nil
 	case <-ctx.Done():
-		st := "unknown"
-		if run, err := r.h.m.GetRun(context.WithoutCancel(ctx), r.id); err == nil {
-			st = string(run.Status)
-			if run.Status.Terminal() {
-				return fmt.Errorf("connectortest: run %s ended (%s) before the connector ran", r.id, st)
-			}
+		if run, err := r.h.m.GetRun(context.WithoutCancel(ctx), r.id); err == nil && run.Status.Terminal() {
+			return fmt.Errorf("connectortest: run %s ended (%s: %s) before the connector was called", r.id, run.Status, run.Error)
 		}
-		return fmt.Errorf("connectortest: run %s (%s): the connector was not called: %w", r.id, st, ctx.Err())
+		return r.late("call the connector", nil, ctx.Err())
 	}
+	err := poll(ctx, func() (bool, error) {
+		var err error
+		run, err = r.h.m.GetRun(ctx, r.id)
+		return err == nil && run.Status != state.RunQueued, err
+	})
+	if err != nil {
+		return r.late("start", run, err)
+	}
+	return nil
 }
 
 // Cancel asks the run to stop, as an operator does: the worker cancels the

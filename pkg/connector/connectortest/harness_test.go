@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tributary-sync/tributary/pkg/connector"
 )
@@ -184,7 +185,7 @@ func TestCancel(t *testing.T) {
 }
 
 func TestWaitTimesOut(t *testing.T) {
-	h := New(t, notes{}, WithTimeout(300_000_000)) // 300ms
+	h := New(t, notes{}, WithTimeout(300*time.Millisecond))
 	run, err := h.StartSync(context.Background(), Sync{Config: notesConfig{Count: 100, Pace: "1s"}})
 	if err != nil {
 		t.Fatal(err)
