@@ -63,7 +63,8 @@ const cancelWithin = time.Second
 //     from Sync within a second of its context being cancelled and ends
 //     cancelled (skipped without SlowConfig).
 //
-// Each subtest runs on a harness of its own.
+// The checks share one harness (server, manager and worker), each with a
+// source of its own.
 func Conformance(t *testing.T, c connector.Connector, cfg ConformanceConfig) {
 	t.Helper()
 	conformance(testingT{t}, c, cfg)
@@ -96,7 +97,15 @@ func conformance(t suiteT, c connector.Connector, cfg ConformanceConfig) {
 		t.Fatalf("connectortest: ConformanceConfig.Config is required: a valid source configuration")
 		return
 	}
+	// One server, manager and worker for the whole suite, a source of its
+	// own for each harness: starting them is most of a check's time. A
+	// harness that does not start fails every check that needs one, after
+	// the manifest check has said why.
 	s := &suite{c: c, cfg: cfg}
+	s.base, s.startErr = start(context.Background(), c, t.TempDir(), false, testOptions(t, cfg.Options))
+	if s.startErr == nil {
+		closeAtEnd(t, s.base)
+	}
 	t.Run("manifest", s.manifest)
 	t.Run("config_schema", s.configSchema)
 	t.Run("full_sync", s.fullSync)
@@ -106,13 +115,19 @@ func conformance(t suiteT, c connector.Connector, cfg ConformanceConfig) {
 }
 
 type suite struct {
-	c   connector.Connector
-	cfg ConformanceConfig
+	c        connector.Connector
+	cfg      ConformanceConfig
+	base     *Harness
+	startErr error
 }
 
+// harness returns a harness with a source of its own.
 func (s *suite) harness(t suiteT) *Harness {
 	t.Helper()
-	return newHarness(t, s.c, s.cfg.Options...)
+	if s.startErr != nil {
+		t.Fatalf("connectortest: the harness did not start: %v", s.startErr)
+	}
+	return s.base.fork()
 }
 
 // runSync runs a sync and fails the test when it cannot run.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,7 +35,9 @@ type fakeT struct {
 var _ suiteT = (*fakeT)(nil)
 
 func newFakeT(t *testing.T, only ...string) *fakeT {
-	return &fakeT{real: t, name: t.Name(), only: only, subs: map[string]*fakeT{}}
+	f := &fakeT{real: t, name: t.Name(), only: only, subs: map[string]*fakeT{}}
+	t.Cleanup(f.cleanup)
+	return f
 }
 
 func (f *fakeT) Helper() {}
@@ -155,7 +158,7 @@ func TestFakeSeesAPass(t *testing.T) {
 // Each broken connector fails the check made for it, with a message that
 // says what is wrong.
 func TestConformanceCatchesBrokenConnectors(t *testing.T) {
-	calls := 0
+	var calls atomic.Int64
 	for _, tt := range []struct {
 		name  string
 		c     notes

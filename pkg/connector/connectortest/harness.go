@@ -52,6 +52,19 @@ var ErrNoContent = errors.New("connectortest: document has no content")
 // source has at most one active run: start the next sync after the
 // previous one ended.
 type Harness struct {
+	*env
+
+	// srcMu guards the source's fields and serialises its creation and
+	// updates.
+	srcMu    sync.Mutex
+	sourceID string
+	config   json.RawMessage // the source's config, compact
+	creds    json.RawMessage // the credentials last given
+}
+
+// env is what the harnesses of one connector can share: the server, the
+// manager and the worker. Each harness has a source of its own.
+type env struct {
 	manifest connector.Manifest
 	opts     options
 	dir      string
@@ -63,18 +76,16 @@ type Harness struct {
 	w       *worker.Worker
 	content *content.Store
 
-	// srcMu serialises the creation and updates of the source.
-	srcMu    sync.Mutex
-	sourceID string          // under mu and srcMu
-	config   json.RawMessage // the source's config, compact
-	creds    json.RawMessage // the credentials last given
-
 	mu   sync.Mutex
 	runs map[string]*runRecord
 
 	closeOnce sync.Once
 	closeErr  error
 }
+
+// fork returns another harness on the same server, manager and worker,
+// with a source of its own. Closing either closes both.
+func (h *Harness) fork() *Harness { return &Harness{env: h.env} }
 
 // Option configures a harness.
 type Option func(*options)
@@ -112,6 +123,17 @@ func New(t testing.TB, c connector.Connector, opts ...Option) *Harness {
 
 func newHarness(t tb, c connector.Connector, opts ...Option) *Harness {
 	t.Helper()
+	h, err := start(context.Background(), c, t.TempDir(), false, testOptions(t, opts))
+	if err != nil {
+		t.Fatalf("connectortest: %v", err)
+		return nil
+	}
+	closeAtEnd(t, h)
+	return h
+}
+
+// testOptions are the options of a harness in the test t: logs go to t.
+func testOptions(t tb, opts []Option) options {
 	var o options
 	if zt, ok := t.(zaptest.TestingT); ok {
 		o.logger = zaptest.NewLogger(zt, zaptest.Level(zap.InfoLevel))
@@ -119,17 +141,16 @@ func newHarness(t tb, c connector.Connector, opts ...Option) *Harness {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	h, err := start(context.Background(), c, t.TempDir(), false, o)
-	if err != nil {
-		t.Fatalf("connectortest: %v", err)
-		return nil
-	}
+	return o
+}
+
+// closeAtEnd closes h when the test t ends.
+func closeAtEnd(t tb, h *Harness) {
 	t.Cleanup(func() {
 		if err := h.Close(); err != nil {
 			t.Errorf("connectortest: %v", err)
 		}
 	})
-	return h
 }
 
 // Start starts a harness for c outside a test (an example, a benchmark of
@@ -165,10 +186,11 @@ func start(ctx context.Context, c connector.Connector, dir string, ownDir bool, 
 	if err := man.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid manifest: %w", err)
 	}
-	h = &Harness{manifest: man, opts: o, dir: dir, ownDir: ownDir, runs: map[string]*runRecord{}}
+	e := &env{manifest: man, opts: o, dir: dir, ownDir: ownDir, runs: map[string]*runRecord{}}
+	h = &Harness{env: e}
 	defer func() {
 		if err != nil {
-			_ = h.stop()
+			_ = e.stop() // h is nil by now
 		}
 	}()
 	ctx, cancel := h.bound(ctx)
@@ -208,7 +230,7 @@ func start(ctx context.Context, c connector.Connector, dir string, ownDir bool, 
 	if err != nil {
 		return nil, err
 	}
-	h.w, err = worker.New(wnc, worker.Config{ID: "connectortest", Connectors: []connector.Connector{observe(c, h)},
+	h.w, err = worker.New(wnc, worker.Config{ID: "connectortest", Connectors: []connector.Connector{observe(c, h.env)},
 		Logger: o.logger.Named("worker")})
 	if err != nil {
 		return nil, err
@@ -228,7 +250,7 @@ func (h *Harness) Close() error {
 	return h.closeErr
 }
 
-func (h *Harness) stop() error {
+func (h *env) stop() error {
 	var err error
 	if h.w != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
@@ -256,7 +278,7 @@ func (h *Harness) stop() error {
 }
 
 // bound gives ctx the harness's timeout unless it has a deadline.
-func (h *Harness) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+func (h *env) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
 		return context.WithCancel(ctx)
 	}
@@ -585,7 +607,7 @@ func (r *Run) late(what string, run *state.Run, err error) error {
 	return fmt.Errorf("%s: %w", msg, err)
 }
 
-func (h *Harness) documents(docs []connector.Document) []Document {
+func (h *env) documents(docs []connector.Document) []Document {
 	out := make([]Document, len(docs))
 	for i, d := range docs {
 		out[i] = Document{Document: d, store: h.content}
@@ -597,9 +619,9 @@ func (h *Harness) documents(docs []connector.Document) []Document {
 // runs so far, in external-id order: the documents it has, as last
 // emitted or updated. It is empty before the first sync.
 func (h *Harness) Documents(ctx context.Context) ([]Document, error) {
-	h.mu.Lock()
+	h.srcMu.Lock()
 	sourceID := h.sourceID
-	h.mu.Unlock()
+	h.srcMu.Unlock()
 	if sourceID == "" {
 		return nil, nil
 	}
@@ -674,10 +696,7 @@ func (h *Harness) ensureSource(ctx context.Context, s Sync) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("connectortest: the manager refused the source: %w", err)
 		}
-		h.config, h.creds = src.Config, creds
-		h.mu.Lock()
-		h.sourceID = src.ID
-		h.mu.Unlock()
+		h.sourceID, h.config, h.creds = src.ID, src.Config, creds
 		return src.ID, nil
 	}
 	var patch manager.SourcePatch
@@ -701,7 +720,7 @@ func (h *Harness) ensureSource(ctx context.Context, s Sync) (string, error) {
 }
 
 // record returns the record of a run, creating it.
-func (h *Harness) record(runID string) *runRecord {
+func (h *env) record(runID string) *runRecord {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r, ok := h.runs[runID]

@@ -302,7 +302,7 @@ func TestObservePreservesInterfaces(t *testing.T) {
 			e
 		}{},
 	} {
-		o := observe(conn, &Harness{})
+		o := observe(conn, &env{})
 		for name, is := range map[string]func(any) bool{
 			"DocumentSyncer":   func(v any) bool { _, ok := v.(connector.DocumentSyncer); return ok },
 			"ConnectionTester": func(v any) bool { _, ok := v.(connector.ConnectionTester); return ok },

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/tributary-sync/tributary/pkg/connector"
@@ -28,7 +29,7 @@ type notes struct {
 	noCheckpoint     bool          // never leaves a checkpoint
 	ignoreCancel     time.Duration // keeps going this long after cancellation
 	completeOnCancel bool          // completes when cancelled
-	calls            *int          // counts Manifest calls (changingDesc)
+	calls            *atomic.Int64 // counts Manifest calls (changingDesc)
 }
 
 type notesConfig struct {
@@ -69,8 +70,7 @@ func (n notes) Manifest() connector.Manifest {
 	case n.looseSchema:
 		m.ConfigSchema = json.RawMessage(`{"type": "object"}`)
 	case n.changingDesc:
-		*n.calls++
-		m.Description = fmt.Sprintf("call %d", *n.calls)
+		m.Description = fmt.Sprintf("call %d", n.calls.Add(1))
 	case n.actionsNoExec:
 		m.Actions = []connector.ActionDefinition{{Name: "purge", Description: "purge"}}
 	}

@@ -46,7 +46,7 @@ func (r *runRecord) touch() { r.activityOnce.Do(func() { close(r.activity) }) }
 // each call of Sync (and SyncDocument) recorded by run.
 type observed struct {
 	inner connector.Connector
-	h     *Harness
+	h     *env
 }
 
 func (o *observed) Manifest() connector.Manifest { return o.inner.Manifest() }
@@ -67,7 +67,7 @@ func (d documentSyncer) SyncDocument(ctx context.Context, req *connector.SyncReq
 // observe wraps a connector so that the worker sees exactly the optional
 // interfaces the connector implements (it decides what to offer by type
 // assertion), and nothing more.
-func observe(c connector.Connector, h *Harness) connector.Connector {
+func observe(c connector.Connector, h *env) connector.Connector {
 	o := &observed{inner: c, h: h}
 	ds, isDS := c.(connector.DocumentSyncer)
 	ct, isCT := c.(connector.ConnectionTester)
@@ -121,7 +121,7 @@ func observe(c connector.Connector, h *Harness) connector.Connector {
 // observe runs one attempt of a run through fn, recording the request, the
 // calls fn makes of its SyncContext, and when its context ended and when it
 // returned.
-func (h *Harness) observe(ctx context.Context, req *connector.SyncRequest, sc connector.SyncContext,
+func (h *env) observe(ctx context.Context, req *connector.SyncRequest, sc connector.SyncContext,
 	fn func(context.Context, *connector.SyncRequest, connector.SyncContext) error) error {
 	rec := h.record(req.RunID)
 	cp := *req
