@@ -27,7 +27,8 @@
 //
 // A failing check says what the connector should do instead. Without a
 // SlowConfig (a config whose sync takes several seconds) the cancellation
-// check is skipped, with a message saying so.
+// check is skipped, with a message saying so. The checks share one harness
+// and take about two seconds in all.
 //
 // # Your own tests: RunSync
 //
