@@ -451,10 +451,13 @@ func (s *suite) cancel(t suiteT) {
 		t.Fatalf("Sync did not return within %s of the cancellation: return when ctx is done", returnWait)
 	}
 	rec.mu.Lock()
-	doneAt, returnAt := rec.ctxDoneAt, rec.returnAt
+	doneAt, endedAt, returnAt := rec.ctxDoneAt, rec.endedAt, rec.returnAt
 	rec.mu.Unlock()
-	if doneAt.IsZero() {
+	switch {
+	case doneAt.IsZero():
 		t.Fatalf("the sync of SlowConfig ended before it could be cancelled (Sync returned before its context was cancelled): give a config whose sync takes several seconds")
+	case !endedAt.IsZero() && endedAt.Before(doneAt):
+		t.Fatalf("the sync of SlowConfig ended before it could be cancelled (it called Complete or Fail before its context was cancelled): give a config whose sync takes several seconds")
 	}
 	if late := returnAt.Sub(doneAt); late > cancelWithin {
 		t.Errorf("Sync returned %s after its context was cancelled, want within %s: check ctx.Done() (or the errors of SyncContext calls) in every loop and wait", late.Round(time.Millisecond), cancelWithin)

@@ -3,6 +3,7 @@ package connectortest
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -76,7 +77,20 @@ func (f *fakeT) Cleanup(fn func()) {
 	f.cleanups = append(f.cleanups, fn)
 }
 
-func (f *fakeT) TempDir() string { return f.real.TempDir() }
+// TempDir is removed by the fake's own cleanups, so after those registered
+// later (a harness writing into it) have run, as testing does.
+func (f *fakeT) TempDir() string {
+	dir, err := os.MkdirTemp("", "connectortest-fake-")
+	if err != nil {
+		f.Fatalf("temp dir: %v", err)
+	}
+	f.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			f.real.Errorf("remove temp dir: %v", err)
+		}
+	})
+	return dir
+}
 
 func (f *fakeT) Context() context.Context { return f.real.Context() }
 

@@ -29,9 +29,9 @@ import (
 	"github.com/tributary-sync/tributary/pkg/state"
 )
 
-// DefaultTimeout bounds each wait of a harness whose context has no
-// deadline: starting, and waiting for a run to end. Change it with
-// WithTimeout.
+// DefaultTimeout bounds starting a harness, and each call of a harness
+// whose context has no deadline (waiting for a run to end, say) unless
+// WithTimeout says otherwise.
 const DefaultTimeout = 2 * time.Minute
 
 // stopGrace is how long Close lets running syncs stop.
@@ -100,8 +100,9 @@ type options struct {
 // (shown with -v or when the test fails) and Start logs nowhere.
 func WithLogger(l *zap.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithTimeout bounds each wait whose context has no deadline of its own;
-// default DefaultTimeout.
+// WithTimeout bounds each call of the harness whose context has no deadline
+// of its own (RunSync, Wait…); default DefaultTimeout. It does not bound
+// starting.
 func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
 // tb is what New needs of a test; testing.TB has it.
@@ -193,8 +194,12 @@ func start(ctx context.Context, c connector.Connector, dir string, ownDir bool, 
 			_ = e.stop() // h is nil by now
 		}
 	}()
-	ctx, cancel := h.bound(ctx)
-	defer cancel()
+	// Starting is bounded by DefaultTimeout, whatever WithTimeout says.
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
 
 	h.ns, err = bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: filepath.Join(dir, "nats"), ServerName: "connectortest"})
 	if err != nil {

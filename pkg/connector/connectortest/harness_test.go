@@ -186,7 +186,10 @@ func TestCancel(t *testing.T) {
 
 func TestWaitTimesOut(t *testing.T) {
 	h := New(t, notes{}, WithTimeout(300*time.Millisecond))
-	run, err := h.StartSync(context.Background(), Sync{Config: notesConfig{Count: 100, Pace: "1s"}})
+	// A context with a deadline of its own is not bound by the timeout.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	run, err := h.StartSync(ctx, Sync{Config: notesConfig{Count: 100, Pace: "1s"}})
 	if err != nil {
 		t.Fatal(err)
 	}

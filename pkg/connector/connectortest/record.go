@@ -33,6 +33,7 @@ type runRecord struct {
 	entered   chan struct{}
 	returned  chan struct{}
 	ctxDoneAt time.Time // when the latest attempt's context was cancelled
+	endedAt   time.Time // when the latest attempt called Complete or Fail
 	returnAt  time.Time // when the latest attempt's Sync returned
 }
 
@@ -133,7 +134,7 @@ func (h *env) observe(ctx context.Context, req *connector.SyncRequest, sc connec
 		rec.returned = make(chan struct{})
 	}
 	returned := rec.returned
-	rec.ctxDoneAt, rec.returnAt = time.Time{}, time.Time{}
+	rec.ctxDoneAt, rec.endedAt, rec.returnAt = time.Time{}, time.Time{}, time.Time{}
 	rec.mu.Unlock()
 	if first {
 		close(rec.entered)
@@ -234,15 +235,28 @@ func (c *recordingContext) SaveCheckpoint(ctx context.Context, checkpoint any) e
 func (c *recordingContext) Complete(ctx context.Context, checkpoint any) error {
 	c.rec.touch()
 	err := c.SyncContext.Complete(ctx, checkpoint)
-	if err == nil && checkpoint != nil {
-		c.rec.setGiven(checkpoint)
+	if err == nil {
+		c.rec.ended()
+		if checkpoint != nil {
+			c.rec.setGiven(checkpoint)
+		}
 	}
 	return err
 }
 
-func (c *recordingContext) Fail(ctx context.Context, err error) error {
+func (c *recordingContext) Fail(ctx context.Context, failure error) error {
 	c.rec.touch()
-	return c.SyncContext.Fail(ctx, err)
+	err := c.SyncContext.Fail(ctx, failure)
+	if err == nil {
+		c.rec.ended()
+	}
+	return err
+}
+
+func (r *runRecord) ended() {
+	r.mu.Lock()
+	r.endedAt = time.Now()
+	r.mu.Unlock()
 }
 
 func (c *recordingContext) Content() connector.ContentStorage {
