@@ -120,6 +120,22 @@
 // and with each other. Their error messages are shown to operators: keep
 // credentials out of them.
 //
+// # Testing
+//
+// Package connectortest runs a connector's syncs on an embedded NATS server
+// with the real worker runtime and manager, and returns what they did
+// (documents, content, checkpoint, counters); its Conformance suite checks
+// in one line what every connector must do (a valid manifest, a config
+// schema that rejects garbage, full and incremental syncs that complete,
+// checkpoints that round-trip, prompt cancellation):
+//
+//	func TestConformance(t *testing.T) {
+//		connectortest.Conformance(t, &Notes{}, connectortest.ConformanceConfig{
+//			Config:         map[string]any{"url": srv.URL},
+//			InvalidConfigs: []any{map[string]any{"url": ""}},
+//		})
+//	}
+//
 // Connectors in other languages speak the same protocol over NATS; see
 // docs/protocol.md.
 package connector

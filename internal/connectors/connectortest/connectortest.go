@@ -5,6 +5,10 @@
 // and failure in the order the connector made them. Checkpoints are encoded
 // to JSON at the moment they are saved, as the worker does, so a connector
 // that keeps mutating its checkpoint value afterwards is recorded faithfully.
+//
+// It tests one call of Sync in isolation. To run syncs through the real
+// worker runtime and manager, and for the conformance suite every connector
+// must pass, see the public pkg/connector/connectortest.
 package connectortest
 
 import (
