@@ -129,4 +129,6 @@ func TestRunRefusesAnInvalidManifest(t *testing.T) {
 
 type bad struct{ one }
 
-func (bad) Manifest() connector.Manifest { return connector.Manifest{Name: "no spaces allowed", Version: "1"} }
+func (bad) Manifest() connector.Manifest {
+	return connector.Manifest{Name: "no spaces allowed", Version: "1"}
+}
