@@ -169,6 +169,18 @@ func (r *SyncRequest) DecodeConfig(v any) error {
 	return nil
 }
 
+// DecodeCredentials unmarshals the source's credentials into v and reports
+// whether there were any.
+func (r *SyncRequest) DecodeCredentials(v any) (bool, error) {
+	if len(r.Credentials) == 0 || string(r.Credentials) == "null" {
+		return false, nil
+	}
+	if err := json.Unmarshal(r.Credentials, v); err != nil {
+		return false, fmt.Errorf("decode credentials: %w", err)
+	}
+	return true, nil
+}
+
 // DecodeCheckpoint unmarshals the checkpoint into v and reports whether there
 // was one.
 func (r *SyncRequest) DecodeCheckpoint(v any) (bool, error) {
