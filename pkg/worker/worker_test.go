@@ -58,7 +58,9 @@ func TestCommandRunsASync(t *testing.T) {
 	}()
 	t.Cleanup(func() {
 		stop()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("the worker stopped with %v", err)
+		}
 	})
 
 	// The worker registers its connector; then the manager accepts sources of it.
