@@ -47,8 +47,13 @@
 //		return sc.Complete(ctx, map[string]string{"cursor": nextCursor})
 //	}
 //
-// Register it with a worker (see cmd/worker for how the built-in connectors
-// are hosted) and every source whose "connector" is "notes" syncs through it.
+// Host it on a worker, a binary of one line with package pkg/worker:
+//
+//	func main() { worker.Main(Notes{}) }
+//
+// and every source whose "connector" is "notes" syncs through it.
+// docs/writing-a-connector.md walks through a complete connector, from an
+// empty folder to syncs through the HTTP API.
 //
 // # The contract
 //

@@ -62,6 +62,10 @@
 // StartSync returns a Run to act on while the sync runs: WaitRunning until
 // the connector is called, Cancel it, Wait for the Result.
 //
+// The optional abilities go through the manager and the worker as the API
+// does: SyncDocument re-fetches one document (a run, with its Result),
+// TestConnection runs the connection test, ExecuteAction an action.
+//
 // # Without a test
 //
 // Start and Close run a harness outside a test: in an example, a benchmark,
