@@ -150,7 +150,7 @@ var checks = []string{"manifest", "config_schema", "full_sync", "incremental_syn
 var notesConformance = ConformanceConfig{
 	Config:         notesConfig{Count: 3},
 	InvalidConfigs: []any{map[string]any{"count": -1}, map[string]any{"count": 1, "pace": "soon"}},
-	SlowConfig:     notesConfig{Count: 100000, Pace: "20ms"},
+	SlowConfig:     notesConfig{Count: 10000, Pace: "50ms"},
 }
 
 // A conforming connector passes every check, through the real testing.T.
