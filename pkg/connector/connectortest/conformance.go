@@ -51,7 +51,8 @@ const cancelWithin = time.Second
 //     rejects each of InvalidConfigs, non-objects, Config without each of
 //     the schema's top-level required properties, and Config with each
 //     top-level value replaced by one of another JSON type.
-//   - full_sync: a full sync of Config completes, and the content of its
+//   - full_sync: a full sync of Config completes with at least one
+//     document, and the content of its
 //     documents can be read back.
 //   - incremental_sync: after a full sync, an incremental one completes
 //     (skipped when the manifest lists only full syncs).
@@ -298,6 +299,9 @@ func (s *suite) fullSync(t suiteT) {
 	}
 	for _, e := range res.DocumentErrors {
 		t.Logf("document error %q: %s", e.ExternalID, e.Error)
+	}
+	if len(res.Emitted)+len(res.Updated) == 0 {
+		t.Errorf("the full sync emitted no document: give a Config whose source has some, so that the checks mean something")
 	}
 	// Content the documents name must be there: read some of it back.
 	const maxRead = 50
