@@ -192,7 +192,11 @@ func New(nc *nats.Conn, cfg Config) (*Manager, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc)
+	// The applier publishes a batch's changes and catalog writes
+	// asynchronously: a write not acknowledged in time fails, and the
+	// batch is applied again.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(30*time.Second),
+		jetstream.WithPublishAsyncMaxPending(max(4096, 4*cfg.ApplyBatch)))
 	if err != nil {
 		return nil, fmt.Errorf("manager: jetstream: %w", err)
 	}
