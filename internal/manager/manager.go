@@ -168,6 +168,7 @@ type Manager struct {
 	content   *content.Store
 	box       *secret.Box
 	docs      *docIndex
+	srcs      *sourceCache
 	keyLocks  keyLocks
 	statusSub *nats.Subscription
 	statusSem chan struct{}
@@ -217,7 +218,7 @@ func New(nc *nats.Conn, cfg Config) (*Manager, error) {
 		}
 	}
 	return &Manager{cfg: cfg, nc: nc, js: js, log: cfg.Logger, clock: cfg.Clock, schemas: newSchemas(), adm: newAdmission(cfg.Limits),
-		docs: newDocIndex(), statusSem: make(chan struct{}, 32), box: box, metrics: mx}, nil
+		docs: newDocIndex(), srcs: newSourceCache(), statusSem: make(chan struct{}, 32), box: box, metrics: mx}, nil
 }
 
 // Store returns the state store (after Start).
