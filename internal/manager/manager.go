@@ -253,7 +253,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("manager: object store: %w", err)
 	}
-	m.content = content.New(obs, store.Content)
+	m.content = content.New(m.js, obs, store.Content)
 	if err := m.acquireLock(ctx); err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
