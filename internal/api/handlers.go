@@ -50,16 +50,16 @@ func (s *Server) listSources(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	srcs, err := s.m.ListSources(r.Context())
+	got, err := s.m.ListSourcesPage(r.Context(), page, size)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	views := make([]Source, len(srcs))
-	for i, src := range srcs {
+	views := make([]Source, len(got.Items))
+	for i, src := range got.Items {
 		views[i] = sourceView(src)
 	}
-	writeJSON(w, http.StatusOK, paginate(views, page, size))
+	writeJSON(w, http.StatusOK, Page[Source]{Items: views, Total: got.Total, Page: page, Size: size})
 }
 
 func (s *Server) getSource(w http.ResponseWriter, r *http.Request) {

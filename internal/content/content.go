@@ -9,15 +9,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/oklog/ulid/v2"
 
+	"github.com/tributary-sync/tributary/pkg/events"
 	"github.com/tributary-sync/tributary/pkg/state"
 )
 
@@ -35,13 +39,15 @@ var ErrNotFound = errors.New("content not found")
 // index bucket maps the SHA-256 of the bytes to the object holding them, so
 // identical content is stored once and keeps its id.
 type Store struct {
+	js    jetstream.JetStream
 	obs   jetstream.ObjectStore
 	index *state.Table[state.ContentRef]
 }
 
-// New returns a store over the object store and its digest index.
-func New(obs jetstream.ObjectStore, index *state.Table[state.ContentRef]) *Store {
-	return &Store{obs: obs, index: index}
+// New returns a store over the object store (bucket events.BucketContent)
+// and its digest index; js is the client obs was bound with.
+func New(js jetstream.JetStream, obs jetstream.ObjectStore, index *state.Table[state.ContentRef]) *Store {
+	return &Store{js: js, obs: obs, index: index}
 }
 
 // Objects returns the underlying object store.
@@ -67,10 +73,16 @@ func (s *Store) Put(ctx context.Context, data []byte, contentType string) (strin
 	h.Set(HeaderContentType, contentType)
 	h.Set(HeaderContentSHA256, digest)
 	// A put that times out (a NATS node failing over, say) is tried again
-	// under the same name: a put that did land is simply replaced.
+	// under the same name, through ObjectStore.Put: a put that did land is
+	// simply replaced, its chunk purged.
 	var err error
 	for try := 0; try < 3; try++ {
-		if _, err = s.obs.Put(ctx, jetstream.ObjectMeta{Name: id, Headers: h}, bytes.NewReader(data)); err == nil {
+		if try == 0 {
+			err = s.putObject(ctx, id, h, data)
+		} else {
+			_, err = s.obs.Put(ctx, jetstream.ObjectMeta{Name: id, Headers: h}, bytes.NewReader(data))
+		}
+		if err == nil {
 			break
 		}
 		if ctx.Err() != nil {
@@ -101,6 +113,72 @@ func (s *Store) Put(ctx context.Context, data []byte, contentType string) (strin
 		return other.ContentID, nil
 	}
 	return id, nil
+}
+
+const (
+	// chunkSize is the object store's default chunk size.
+	chunkSize = 128 * 1024
+	// putTimeout bounds a put's wait for its acknowledgements.
+	putTimeout = 30 * time.Second
+)
+
+// putObject stores data as the object named id. Content of one chunk is
+// written as ObjectStore.Put writes it (a chunk message, then the object's
+// meta message rolling up its subject, in the object store's format, read
+// back by ObjectStore.Get, which checks the digest) but through the
+// store's own JetStream client, both published at once: Put also reads
+// the name's current meta (a fresh ULID has none) and opens a JetStream
+// context and a reply subscription of its own per call, which made it the
+// costliest step of saving small content. Larger content goes through Put.
+func (s *Store) putObject(ctx context.Context, id string, h nats.Header, data []byte) error {
+	meta := jetstream.ObjectMeta{Name: id, Headers: h}
+	if s.js == nil || len(data) > chunkSize {
+		_, err := s.obs.Put(ctx, meta, bytes.NewReader(data))
+		return err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, putTimeout)
+		defer cancel()
+	}
+	meta.Opts = &jetstream.ObjectMetaOptions{ChunkSize: chunkSize}
+	info := jetstream.ObjectInfo{ObjectMeta: meta, Bucket: events.BucketContent, NUID: nuid.Next(), Size: uint64(len(data))}
+	sum := sha256.Sum256(data)
+	info.Digest = "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])
+	chunk := &nats.Msg{Subject: "$O." + events.BucketContent + ".C." + info.NUID, Data: data}
+	if len(data) > 0 {
+		info.Chunks = 1
+	}
+	mb, err := json.Marshal(&info)
+	if err != nil {
+		return fmt.Errorf("object meta: %w", err)
+	}
+	mm := nats.NewMsg("$O." + events.BucketContent + ".M." + base64.URLEncoding.EncodeToString([]byte(id)))
+	mm.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	mm.Data = mb
+	var futs []jetstream.PubAckFuture
+	if info.Chunks > 0 {
+		f, err := s.js.PublishMsgAsync(chunk)
+		if err != nil {
+			return err
+		}
+		futs = append(futs, f)
+	}
+	f, err := s.js.PublishMsgAsync(mm)
+	if err != nil {
+		return err
+	}
+	futs = append(futs, f)
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // Object is stored content being read.

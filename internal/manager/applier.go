@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -395,80 +394,4 @@ func (m *Manager) judge(ctx context.Context, run *state.Run, a applied) (catalog
 		return catalogResult{swept: n}, err
 	}
 	return catalogResult{}, nil
-}
-
-// catalogConcurrency bounds the documents of one batch judged at once.
-const catalogConcurrency = 32
-
-// judgeDocuments runs the batch's document events through the catalog
-// before they are folded in, many at a time: events of one document in
-// order, different documents concurrently. It selects the events exactly as
-// applyRun's loop will (not yet applied, not after the run's end, stale
-// attempts' documents included) and records what it made of each in judged.
-func (m *Manager) judgeDocuments(ctx context.Context, run *state.Run, evs []applied, judged map[uint64]catalogResult) error {
-	byDoc := map[string][]applied{}
-	var order []string
-	ended, latest := run.Status.Terminal(), run.Attempt
-	for _, a := range evs {
-		if a.streamSeq <= run.LastEventSeq || ended {
-			continue
-		}
-		if a.env.Type == events.TypeRunStarted {
-			latest = max(latest, a.env.Attempt)
-		}
-		stale := a.env.Attempt > 0 && a.env.Attempt < latest
-		if stale && !documentEvent(a.env.Type) {
-			continue
-		}
-		if a.env.Type.Terminal() {
-			ended = true
-		}
-		var id string
-		switch p := a.env.Payload().(type) {
-		case *events.DocumentUpserted:
-			id = p.Document.ExternalID
-		case *events.DocumentDeleted:
-			id = p.ExternalID
-		default:
-			continue
-		}
-		if _, done := judged[a.streamSeq]; done {
-			continue
-		}
-		if _, ok := byDoc[id]; !ok {
-			order = append(order, id)
-		}
-		byDoc[id] = append(byDoc[id], a)
-	}
-	if len(order) == 0 {
-		return nil
-	}
-	var (
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-		slots    = make(chan struct{}, catalogConcurrency)
-	)
-	for _, id := range order {
-		wg.Add(1)
-		slots <- struct{}{}
-		go func(as []applied) {
-			defer func() { <-slots; wg.Done() }()
-			for _, a := range as {
-				res, err := m.judge(ctx, run, a)
-				mu.Lock()
-				if err != nil {
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					return
-				}
-				judged[a.streamSeq] = res
-				mu.Unlock()
-			}
-		}(byDoc[id])
-	}
-	wg.Wait()
-	return firstErr
 }

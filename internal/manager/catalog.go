@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
 
@@ -94,15 +95,16 @@ func docHash(d *events.Document) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// catalogUpsert applies a document.upserted at stream sequence seq.
+// catalogUpsert applies a document.upserted at stream sequence seq, on its
+// own (the applier judges a batch's documents together: catalogbatch.go).
 func (m *Manager) catalogUpsert(ctx context.Context, run *state.Run, env *events.Envelope, seq uint64) (catalogOutcome, error) {
 	p, ok := env.Payload().(*events.DocumentUpserted)
 	if !ok {
 		return outcomeNone, nil
 	}
-	doc := p.Document
+	doc := &p.Document
 	key := state.CatalogKey(run.SourceID, doc.ExternalID)
-	hash, err := docHash(&doc)
+	hash, err := docHash(doc)
 	if err != nil {
 		return outcomeNone, err
 	}
@@ -110,68 +112,92 @@ func (m *Manager) catalogUpsert(ctx context.Context, run *state.Run, env *events
 	defer unlock()
 	for {
 		cur, rev, err := m.store.Catalog.Get(ctx, key)
-		notFound := errors.Is(err, state.ErrNotFound)
-		if err != nil && !notFound {
+		if errors.Is(err, state.ErrNotFound) {
+			cur, rev = nil, 0
+		} else if err != nil {
 			return outcomeNone, err
 		}
-		now := time.Now().UTC()
-		switch {
-		case !notFound && cur.Hash == hash:
-			out := outcomeUnchanged
-			if cur.ChangedSeq == seq {
-				// This very event made the change, and the manager stopped
-				// before acknowledging it: the same change again, the same
-				// message id, stored once.
-				out = outcomeChanged
-				t := events.TypeChangeUpdated
-				if cur.CreatedSeq == seq {
-					out, t = outcomeNew, events.TypeChangeCreated
-				}
-				if err := m.publishChange(ctx, run, env.Time, t, &doc, hash, "", causeOfEvent(seq)); err != nil {
-					return outcomeNone, err
-				}
-			}
-			if cur.LastSeenRun == run.ID && cur.Origin == state.OriginSync {
-				return out, nil
-			}
-			// A document the source emits is the source's, even if it was
-			// added by hand: the sweep may delete it from now on.
-			cur.LastSeenRun, cur.Origin, cur.UpdatedAt = run.ID, state.OriginSync, now
-			if _, err := m.store.Catalog.Update(ctx, key, cur, rev); errors.Is(err, state.ErrConflict) {
-				continue
-			} else if err != nil {
+		pl := planUpsert(run, cur, rev, doc, hash, seq, time.Now().UTC())
+		if pl.change != "" {
+			if err := m.publishChange(ctx, run, env.Time, pl.change, doc, hash, "", causeOfEvent(seq)); err != nil {
 				return outcomeNone, err
 			}
-			return out, nil // nothing the index holds changed
-		case notFound:
-			if err := m.publishChange(ctx, run, env.Time, events.TypeChangeCreated, &doc, hash, "", causeOfEvent(seq)); err != nil {
-				return outcomeNone, err
-			}
-			rec := catalogRecord(run, &doc, hash, now)
-			rec.FirstSeenRun, rec.CreatedSeq, rec.ChangedSeq, rec.CreatedAt = run.ID, seq, seq, now
-			nrev, err := m.store.Catalog.Create(ctx, key, rec)
-			if errors.Is(err, state.ErrExists) {
-				continue
-			} else if err != nil {
-				return outcomeNone, err
-			}
-			m.docs.put(run.SourceID, rec, nrev)
-			return outcomeNew, nil
-		default:
-			if err := m.publishChange(ctx, run, env.Time, events.TypeChangeUpdated, &doc, hash, "", causeOfEvent(seq)); err != nil {
-				return outcomeNone, err
-			}
-			rec := catalogRecord(run, &doc, hash, now)
-			rec.FirstSeenRun, rec.CreatedSeq, rec.CreatedAt, rec.ChangedSeq = cur.FirstSeenRun, cur.CreatedSeq, cur.CreatedAt, seq
-			nrev, err := m.store.Catalog.Update(ctx, key, rec, rev)
-			if errors.Is(err, state.ErrConflict) {
-				continue
-			} else if err != nil {
-				return outcomeNone, err
-			}
-			m.docs.put(run.SourceID, rec, nrev)
-			return outcomeChanged, nil
 		}
+		var nrev uint64
+		switch pl.write {
+		case writeNone:
+			return pl.out, nil
+		case writeCreate:
+			nrev, err = m.store.Catalog.Create(ctx, key, pl.rec)
+		default:
+			nrev, err = m.store.Catalog.Update(ctx, key, pl.rec, pl.rev)
+		}
+		if errors.Is(err, state.ErrExists) || errors.Is(err, state.ErrConflict) {
+			continue
+		} else if err != nil {
+			return outcomeNone, err
+		}
+		m.docs.put(run.SourceID, pl.rec, nrev)
+		return pl.out, nil
+	}
+}
+
+// catalogWrite is the catalog write a plan makes.
+type catalogWrite int
+
+const (
+	writeNone catalogWrite = iota
+	writeCreate
+	writeUpdate
+	writeDelete
+)
+
+// catalogPlan is what one document event does, given the catalog's record:
+// the change to publish first, if any, then the record to write.
+type catalogPlan struct {
+	out    catalogOutcome
+	change events.Type // "" for none
+	write  catalogWrite
+	rec    *state.CatalogDoc // what writeCreate and writeUpdate store
+	rev    uint64            // the revision writeUpdate and writeDelete expect
+}
+
+// planUpsert judges a document.upserted at stream sequence seq against the
+// catalog's record cur at revision rev (nil: none). A document whose
+// fingerprint did not change is only marked seen; a new or changed one is
+// published, then recorded with ChangedSeq seq, so that the same event
+// applied again after a crash finds its own change and publishes it again
+// (the same message id, stored once).
+func planUpsert(run *state.Run, cur *state.CatalogDoc, rev uint64, doc *events.Document, hash string, seq uint64, now time.Time) catalogPlan {
+	switch {
+	case cur != nil && cur.Hash == hash:
+		pl := catalogPlan{out: outcomeUnchanged, rev: rev}
+		if cur.ChangedSeq == seq {
+			// This very event made the change, and the manager stopped
+			// before acknowledging it: the same change again, the same
+			// message id, stored once.
+			pl.out, pl.change = outcomeChanged, events.TypeChangeUpdated
+			if cur.CreatedSeq == seq {
+				pl.out, pl.change = outcomeNew, events.TypeChangeCreated
+			}
+		}
+		if cur.LastSeenRun == run.ID && cur.Origin == state.OriginSync {
+			return pl
+		}
+		// A document the source emits is the source's, even if it was
+		// added by hand: the sweep may delete it from now on.
+		rec := *cur
+		rec.LastSeenRun, rec.Origin, rec.UpdatedAt = run.ID, state.OriginSync, now
+		pl.write, pl.rec = writeUpdate, &rec
+		return pl
+	case cur == nil:
+		rec := catalogRecord(run, doc, hash, now)
+		rec.FirstSeenRun, rec.CreatedSeq, rec.ChangedSeq, rec.CreatedAt = run.ID, seq, seq, now
+		return catalogPlan{out: outcomeNew, change: events.TypeChangeCreated, write: writeCreate, rec: rec}
+	default:
+		rec := catalogRecord(run, doc, hash, now)
+		rec.FirstSeenRun, rec.CreatedSeq, rec.CreatedAt, rec.ChangedSeq = cur.FirstSeenRun, cur.CreatedSeq, cur.CreatedAt, seq
+		return catalogPlan{out: outcomeChanged, change: events.TypeChangeUpdated, write: writeUpdate, rec: rec, rev: rev}
 	}
 }
 
@@ -241,6 +267,20 @@ func causeOfEvent(seq uint64) string { return "event." + strconv.FormatUint(seq,
 // is derived from what caused it, so a republish after a crash is the same
 // message and JetStream stores it once.
 func (m *Manager) publishChange(ctx context.Context, run *state.Run, at time.Time, t events.Type, doc *events.Document, fingerprint, reason, cause string) error {
+	msg, err := changeMsg(run, at, t, doc, fingerprint, reason, cause)
+	if err != nil {
+		return err
+	}
+	ack, err := m.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(events.StreamChanges))
+	if err != nil {
+		return fmt.Errorf("publish change: %w", err)
+	}
+	m.metrics.changePublished(run.Connector, t, ack.Duplicate)
+	return nil
+}
+
+// changeMsg is the message of one change, its id derived from its cause.
+func changeMsg(run *state.Run, at time.Time, t events.Type, doc *events.Document, fingerprint, reason, cause string) (*nats.Msg, error) {
 	c := events.Change{ExternalID: doc.ExternalID, Fingerprint: fingerprint, Reason: reason}
 	if t != events.TypeChangeDeleted {
 		c.Document = doc
@@ -256,24 +296,15 @@ func (m *Manager) publishChange(ctx context.Context, run *state.Run, at time.Tim
 	}
 	env, err := events.New(run.SourceID, run.ID, payload)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sum := sha256.Sum256([]byte(run.SourceID + "\x00" + run.ID + "\x00" + cause))
 	id, err := ulid.New(ulid.Timestamp(at), bytes.NewReader(sum[:]))
 	if err != nil {
-		return fmt.Errorf("change id: %w", err)
+		return nil, fmt.Errorf("change id: %w", err)
 	}
 	env.ID, env.Time = id.String(), at
-	msg, err := env.Msg()
-	if err != nil {
-		return err
-	}
-	ack, err := m.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(events.StreamChanges))
-	if err != nil {
-		return fmt.Errorf("publish change: %w", err)
-	}
-	m.metrics.changePublished(run.Connector, t, ack.Duplicate)
-	return nil
+	return env.Msg()
 }
 
 // ReasonReplay marks the changes a replay publishes.

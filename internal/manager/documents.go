@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -40,15 +41,41 @@ const (
 
 // keyLocks serialise the catalog writes of one document key in this
 // manager (the applier, manual changes and status reports), so a change is
-// published and recorded as one step.
-type keyLocks [256]sync.Mutex
+// published and recorded as one step. Everyone takes one stripe at a time,
+// except the applier, which takes a batch's stripes in ascending order
+// (lockKeys): no cycle, no deadlock.
+type keyLocks [keyStripes]sync.Mutex
 
-func (m *Manager) lockKey(key string) func() {
+const keyStripes = 4096
+
+func keyStripe(key string) uint32 {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(key))
-	mu := &m.keyLocks[h.Sum32()%uint32(len(m.keyLocks))]
+	return h.Sum32() % keyStripes
+}
+
+func (m *Manager) lockKey(key string) func() {
+	mu := &m.keyLocks[keyStripe(key)]
 	mu.Lock()
 	return mu.Unlock
+}
+
+// lockKeys locks the stripes of every key, in ascending order.
+func (m *Manager) lockKeys(keys []string) func() {
+	stripes := make([]uint32, len(keys))
+	for i, k := range keys {
+		stripes[i] = keyStripe(k)
+	}
+	slices.Sort(stripes)
+	stripes = slices.Compact(stripes)
+	for _, s := range stripes {
+		m.keyLocks[s].Lock()
+	}
+	return func() {
+		for _, s := range stripes {
+			m.keyLocks[s].Unlock()
+		}
+	}
 }
 
 // DocumentFilter selects a page of documents.

@@ -16,7 +16,7 @@ func TestCollectContent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{ContentGCInterval: -1, ContentGCGrace: time.Nanosecond, ContentGCSettle: time.Millisecond})
 	e.register(fakeManifest)
-	cs := content.New(e.m.content.Objects(), e.m.store.Content)
+	cs := content.New(e.m.js, e.m.content.Objects(), e.m.store.Content)
 	put := func(s string) string {
 		id, err := cs.Put(e.ctx, []byte(s), "text/plain")
 		if err != nil {
@@ -78,7 +78,7 @@ func TestDeleteSourceCollectsContent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{ContentGCSettle: time.Millisecond})
 	e.register(fakeManifest)
-	cs := content.New(e.m.content.Objects(), e.m.store.Content)
+	cs := content.New(e.m.js, e.m.content.Objects(), e.m.store.Content)
 	id, err := cs.Put(e.ctx, []byte("only here"), "text/plain")
 	if err != nil {
 		t.Fatal(err)

@@ -168,6 +168,7 @@ type Manager struct {
 	content   *content.Store
 	box       *secret.Box
 	docs      *docIndex
+	srcs      *sourceCache
 	keyLocks  keyLocks
 	statusSub *nats.Subscription
 	statusSem chan struct{}
@@ -192,7 +193,11 @@ func New(nc *nats.Conn, cfg Config) (*Manager, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc)
+	// The applier publishes a batch's changes and catalog writes
+	// asynchronously: a write not acknowledged in time fails, and the
+	// batch is applied again.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(30*time.Second),
+		jetstream.WithPublishAsyncMaxPending(max(4096, 4*cfg.ApplyBatch)))
 	if err != nil {
 		return nil, fmt.Errorf("manager: jetstream: %w", err)
 	}
@@ -213,7 +218,7 @@ func New(nc *nats.Conn, cfg Config) (*Manager, error) {
 		}
 	}
 	return &Manager{cfg: cfg, nc: nc, js: js, log: cfg.Logger, clock: cfg.Clock, schemas: newSchemas(), adm: newAdmission(cfg.Limits),
-		docs: newDocIndex(), statusSem: make(chan struct{}, 32), box: box, metrics: mx}, nil
+		docs: newDocIndex(), srcs: newSourceCache(), statusSem: make(chan struct{}, 32), box: box, metrics: mx}, nil
 }
 
 // Store returns the state store (after Start).
@@ -248,7 +253,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("manager: object store: %w", err)
 	}
-	m.content = content.New(obs, store.Content)
+	m.content = content.New(m.js, obs, store.Content)
 	if err := m.acquireLock(ctx); err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}

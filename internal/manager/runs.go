@@ -174,7 +174,7 @@ func (m *Manager) startRunWith(ctx context.Context, src *state.Source, mode even
 }
 
 func (m *Manager) recordLastRun(ctx context.Context, sourceID, runID string) {
-	if _, _, err := m.store.Sources.Mutate(ctx, sourceID, func(s *state.Source) error {
+	if _, _, err := m.mutateSource(ctx, sourceID, func(s *state.Source) error {
 		s.LastRunID = runID
 		return nil
 	}); err != nil && !errors.Is(err, state.ErrNotFound) {

@@ -111,7 +111,7 @@ func (m *Manager) setPaused(ctx context.Context, id string, paused bool) (*state
 		return nil, err
 	}
 	now := m.clock.Now().UTC()
-	out, _, err := m.store.Sources.Mutate(ctx, id, func(s *state.Source) error {
+	out, _, err := m.mutateSource(ctx, id, func(s *state.Source) error {
 		if s.Schedule.Paused == paused {
 			return errUnchanged
 		}
@@ -142,7 +142,7 @@ func (m *Manager) runEnded(ctx context.Context, run *state.Run) {
 		return
 	}
 	now := m.clock.Now().UTC()
-	_, _, err := m.store.Sources.Mutate(ctx, run.SourceID, func(s *state.Source) error {
+	_, _, err := m.mutateSource(ctx, run.SourceID, func(s *state.Source) error {
 		switch run.Status {
 		case state.RunCompleted:
 			if s.ConsecutiveFailures == 0 && !s.Degraded && s.LastError == "" {
@@ -234,7 +234,7 @@ func (m *Manager) startScheduler(ctx context.Context) (*scheduler, error) {
 		if e == nil {
 			break
 		}
-		s.apply(e)
+		s.apply(m.watchedSource(e))
 	}
 	go func() {
 		defer close(s.done)
@@ -242,7 +242,7 @@ func (m *Manager) startScheduler(ctx context.Context) (*scheduler, error) {
 		go func() {
 			for e := range w.Updates() {
 				if e != nil {
-					s.apply(e)
+					s.apply(m.watchedSource(e))
 				}
 			}
 		}()
@@ -251,22 +251,34 @@ func (m *Manager) startScheduler(ctx context.Context) (*scheduler, error) {
 	return s, nil
 }
 
-// apply mirrors one source record's due time.
-func (s *scheduler) apply(e jetstream.KeyValueEntry) {
+// watchedSource records one entry of the sources watch in the sources
+// cache and returns the source's id and record (nil: deleted, or a record
+// that does not decode).
+func (m *Manager) watchedSource(e jetstream.KeyValueEntry) (string, *state.Source) {
+	if e.Operation() != jetstream.KeyValuePut {
+		m.srcs.watchedDelete(e.Key())
+		return e.Key(), nil
+	}
+	var src state.Source
+	if err := json.Unmarshal(e.Value(), &src); err != nil {
+		m.log.Warn("skipping undecodable source", zap.String("source_id", e.Key()), zap.Error(err))
+		return e.Key(), nil
+	}
+	m.srcs.put(e.Key(), &src, e.Revision())
+	return e.Key(), &src
+}
+
+// apply mirrors one source record's due time (src nil: none).
+func (s *scheduler) apply(id string, src *state.Source) {
 	var due *time.Time
-	if e.Operation() == jetstream.KeyValuePut {
-		var src state.Source
-		if err := json.Unmarshal(e.Value(), &src); err != nil {
-			s.log.Warn("skipping undecodable source", zap.String("source_id", e.Key()), zap.Error(err))
-		} else if !src.Schedule.Paused && src.Schedule.Scheduled() {
-			due = src.NextRunAt
-		}
+	if src != nil && !src.Schedule.Paused && src.Schedule.Scheduled() {
+		due = src.NextRunAt
 	}
 	s.mu.Lock()
-	firing := s.firing[e.Key()]
+	firing := s.firing[id]
 	s.mu.Unlock()
 	if !firing {
-		s.set(e.Key(), due, due)
+		s.set(id, due, due)
 	}
 }
 
@@ -409,7 +421,7 @@ func (s *scheduler) fire(ctx context.Context, sourceID string, due time.Time) (r
 		log.Debug("scheduled sync started", zap.String("run_id", run.ID))
 	}
 	now := m.clock.Now().UTC()
-	_, _, err = m.store.Sources.Mutate(ctx, sourceID, func(s *state.Source) error {
+	_, _, err = m.mutateSource(ctx, sourceID, func(s *state.Source) error {
 		if s.NextRunAt == nil || !s.NextRunAt.Equal(due) {
 			return errUnchanged
 		}

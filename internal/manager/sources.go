@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -185,9 +184,11 @@ func (m *Manager) CreateSource(ctx context.Context, in CreateSource) (*state.Sou
 			return nil, unavailable("store credentials", err)
 		}
 	}
-	if _, err := m.store.Sources.Create(ctx, src.ID, src); err != nil {
+	rev, err := m.store.Sources.Create(ctx, src.ID, src)
+	if err != nil {
 		return nil, unavailable("store source", err)
 	}
+	m.srcs.put(src.ID, src, rev)
 	return src, nil
 }
 
@@ -221,18 +222,37 @@ func (m *Manager) GetSource(ctx context.Context, id string) (*state.Source, erro
 	return src, nil
 }
 
-// ListSources returns every source, oldest first.
-func (m *Manager) ListSources(ctx context.Context) ([]*state.Source, error) {
-	entries, err := m.store.Sources.List(ctx)
-	if err != nil {
-		return nil, unavailable("list sources", err)
-	}
-	out := make([]*state.Source, 0, len(entries))
-	for _, e := range entries {
-		out = append(out, e.Value)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+// ListSources returns every source, oldest first. The records are shared
+// with the manager's cache: callers must not change them.
+func (m *Manager) ListSources(_ context.Context) ([]*state.Source, error) {
+	_, out := m.srcs.page(1, 0)
 	return out, nil
+}
+
+// SourcePage is one page of sources and how many there are in all.
+type SourcePage struct {
+	Items []*state.Source
+	Total int
+}
+
+// ListSourcesPage returns a page of the sources, oldest first, from the
+// manager's in-memory copy (sourcecache.go). The records are shared with
+// it: callers must not change them.
+func (m *Manager) ListSourcesPage(_ context.Context, page, size int) (*SourcePage, error) {
+	if page < 1 || size < 1 {
+		return nil, invalid("greater_than_equal", "page and size must be at least 1", "query", "page")
+	}
+	total, items := m.srcs.page(page, size)
+	return &SourcePage{Items: items, Total: total}, nil
+}
+
+// mutateSource is Sources.Mutate, keeping the sources cache current.
+func (m *Manager) mutateSource(ctx context.Context, id string, fn func(*state.Source) error) (*state.Source, uint64, error) {
+	out, rev, err := m.store.Sources.Mutate(ctx, id, fn)
+	if err == nil {
+		m.srcs.put(id, out, rev)
+	}
+	return out, rev, err
 }
 
 // UpdateSource applies a patch with compare-and-set.
@@ -274,7 +294,7 @@ func (m *Manager) UpdateSource(ctx context.Context, id string, p SourcePatch) (*
 			return nil, unavailable("store credentials", err)
 		}
 	}
-	out, _, err := m.store.Sources.Mutate(ctx, id, func(s *state.Source) error {
+	out, _, err := m.mutateSource(ctx, id, func(s *state.Source) error {
 		if p.Name != nil {
 			s.Name = strings.TrimSpace(*p.Name)
 		}
@@ -343,6 +363,7 @@ func (m *Manager) DeleteSource(ctx context.Context, id string) error {
 	if err := m.store.Sources.Delete(ctx, id, 0); err != nil {
 		return unavailable("delete source", err)
 	}
+	m.srcs.deleted(id)
 	if err := m.store.Credentials.Delete(ctx, id, 0); err != nil {
 		return unavailable("delete credentials", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tributary-sync/tributary/internal/secret"
 	"github.com/tributary-sync/tributary/pkg/connector"
@@ -366,4 +367,63 @@ func TestCredentialsSealed(t *testing.T) {
 	if run, _ := e.m.activeRun(e.ctx, src.ID); run != nil {
 		t.Fatalf("the failed trigger left run %s active", run.ID)
 	}
+}
+
+// The sources list is served from memory: what this manager writes shows
+// in the very next list, and what others write to the bucket shows once
+// the watch delivers it.
+func TestListSourcesReadsItsWrites(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	e.register(fakeManifest)
+	var ids []string
+	for i := range 5 {
+		src := e.createSource(fmt.Sprintf("s%d", i))
+		ids = append(ids, src.ID)
+		p, err := e.m.ListSourcesPage(e.ctx, 1, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Total != i+1 || p.Items[i].ID != src.ID {
+			t.Fatalf("after creating %d sources the list holds %d, last %s", i+1, p.Total, p.Items[len(p.Items)-1].ID)
+		}
+	}
+	name := "renamed"
+	if _, err := e.m.UpdateSource(e.ctx, ids[1], SourcePatch{Name: &name}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.m.ListSourcesPage(e.ctx, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Total != 5 || len(p.Items) != 2 || p.Items[1].Name != "renamed" {
+		t.Fatalf("first page of 2 after a rename: total %d, %+v", p.Total, p.Items)
+	}
+	if err := e.m.DeleteSource(e.ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	p, _ = e.m.ListSourcesPage(e.ctx, 2, 2)
+	if p.Total != 4 || len(p.Items) != 2 || p.Items[0].ID != ids[3] || p.Items[1].ID != ids[4] {
+		t.Fatalf("second page of 2 after a deletion: total %d, %+v", p.Total, p.Items)
+	}
+	if p, _ = e.m.ListSourcesPage(e.ctx, 3, 2); p.Total != 4 || len(p.Items) != 0 {
+		t.Fatalf("page past the end: %+v", p)
+	}
+	if _, err := e.m.ListSourcesPage(e.ctx, 0, 2); err == nil {
+		t.Fatal("page 0 accepted")
+	}
+
+	// A write behind the manager's back (another process, an operator).
+	src, rev, err := e.m.Store().Sources.Get(e.ctx, ids[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.Name = "from elsewhere"
+	if _, err := e.m.Store().Sources.Update(e.ctx, ids[2], src, rev); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool {
+		all, _ := e.m.ListSources(e.ctx)
+		return len(all) == 4 && all[1].Name == "from elsewhere"
+	}, "the watched write in the list")
 }

@@ -32,7 +32,7 @@ func newContentStore(t *testing.T) *contentStore {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &contentStore{store: content.New(obs, st.Content)}
+	return &contentStore{store: content.New(n.JS, obs, st.Content)}
 }
 
 // Identical content is stored once and keeps its id; each object carries

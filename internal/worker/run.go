@@ -182,7 +182,7 @@ func (w *Worker) handle(msg jetstream.Msg, c connector.Connector) {
 	log.Info("sync started", zap.String("mode", string(req.Mode)), zap.Bool("resumed", sreq.Resumed))
 	started := time.Now()
 
-	sc := &syncContext{pub: pub, content: &contentStore{store: content.New(w.obs, w.store.Content)}, log: log, document: req.Document != ""}
+	sc := &syncContext{pub: pub, content: &contentStore{store: content.New(w.js, w.obs, w.store.Content)}, log: log, document: req.Document != ""}
 	w.mu.Lock()
 	ar.sc = sc
 	if w.shutdown {

@@ -26,7 +26,7 @@ func TestEncodeError(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bucket: %v", err)
 	}
-	tb := newTable[unencodable](kv)
+	tb := newTable[unencodable](n.JS, kv)
 	v := &unencodable{F: func() {}}
 	ops := map[string]func() error{
 		"Create": func() error { _, err := tb.Create(ctx, "k", v); return err },

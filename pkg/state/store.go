@@ -75,7 +75,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		}
 		return kv, nil
 	}
-	return build(mk, cfg.WorkerTTL, cfg.LeaseTTL)
+	return build(js, mk, cfg.WorkerTTL, cfg.LeaseTTL)
 }
 
 // directGets lists the buckets read with direct gets, which any replica
@@ -115,7 +115,7 @@ func leaderReads(ctx context.Context, js jetstream.JetStream, name string) (jets
 // what the manager created). It fails with ErrNotFound when the manager has
 // not created them yet.
 func Bind(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	return build(func(name, _ string, _ time.Duration) (jetstream.KeyValue, error) {
+	return build(js, func(name, _ string, _ time.Duration) (jetstream.KeyValue, error) {
 		kv, err := js.KeyValue(ctx, name)
 		if err != nil {
 			if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -127,7 +127,7 @@ func Bind(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	}, 0, 0)
 }
 
-func build(mk func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error), workerTTL, leaseTTL time.Duration) (*Store, error) {
+func build(js jetstream.JetStream, mk func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error), workerTTL, leaseTTL time.Duration) (*Store, error) {
 	var s Store
 	var err error
 	kv := func(name, desc string, ttl time.Duration) jetstream.KeyValue {
@@ -151,15 +151,15 @@ func build(mk func(name, desc string, ttl time.Duration) (jetstream.KeyValue, er
 	if err != nil {
 		return nil, err
 	}
-	s.Sources = newTable[Source](sources)
-	s.Credentials = newTable[Credentials](creds)
-	s.Runs = newTable[Run](runs)
-	s.Active = newTable[Active](active)
-	s.Checkpoints = newTable[Checkpoint](cps)
-	s.Connectors = newTable[ConnectorInfo](conns)
-	s.Workers = newTable[Worker](workers)
-	s.Leases = newTable[Lease](leases)
-	s.Content = newTable[ContentRef](content)
-	s.Catalog = newTable[CatalogDoc](catalog)
+	s.Sources = newTable[Source](js, sources)
+	s.Credentials = newTable[Credentials](js, creds)
+	s.Runs = newTable[Run](js, runs)
+	s.Active = newTable[Active](js, active)
+	s.Checkpoints = newTable[Checkpoint](js, cps)
+	s.Connectors = newTable[ConnectorInfo](js, conns)
+	s.Workers = newTable[Worker](js, workers)
+	s.Leases = newTable[Lease](js, leases)
+	s.Content = newTable[ContentRef](js, content)
+	s.Catalog = newTable[CatalogDoc](js, catalog)
 	return &s, nil
 }

@@ -14,10 +14,12 @@ import (
 type Table[T any] struct {
 	kv   jetstream.KeyValue
 	name string
+	// js publishes the asynchronous writes (async.go); nil disables them.
+	js jetstream.JetStream
 }
 
-func newTable[T any](kv jetstream.KeyValue) *Table[T] {
-	return &Table[T]{kv: kv, name: kv.Bucket()}
+func newTable[T any](js jetstream.JetStream, kv jetstream.KeyValue) *Table[T] {
+	return &Table[T]{kv: kv, name: kv.Bucket(), js: js}
 }
 
 // Bucket returns the name of the KV bucket behind the table.

@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -55,6 +56,7 @@ func run(args []string, stdout io.Writer) error {
 	only := fs.String("only", "", "comma-separated scenarios to run (pipeline, dispatch, cancel, resume, scale, memory); default all")
 	docs := fs.Int("docs", 0, "documents of the pipeline scenario (default 200,000; 5,000 with --quick)")
 	sources := fs.Int("sources", 0, "sources of the scale scenario (default 10,000; 200 with --quick)")
+	sizes := fs.String("sizes", "", "comma-separated document sizes in bytes the pipeline scenario measures, each with --docs documents (default 0, 1024 and the chart's)")
 	burst := fs.Bool("burst", false, "scale scenario: create the sources at once (every due time in the same few seconds) rather than spread over one interval")
 	replot := fs.String("replot", "", "only draw --chart again from this results file (written by --out), running nothing")
 	keep := fs.Bool("keep", false, "keep the temporary store directory")
@@ -75,6 +77,15 @@ func run(args []string, stdout io.Writer) error {
 	}
 	if *sources > 0 {
 		p.ScaleSources = *sources
+	}
+	if *sizes != "" {
+		for _, f := range strings.Split(*sizes, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 0 {
+				return fmt.Errorf("--sizes: %q is not a size in bytes", f)
+			}
+			p.Sizes = append(p.Sizes, n)
+		}
 	}
 	if *only != "" {
 		p.Only = map[string]bool{}
@@ -133,6 +144,9 @@ type Profile struct {
 	PipelineDocs int
 	ChartDocs    int
 	ChartSizes   []int
+	// Sizes, when set, are the only document sizes the pipeline scenario
+	// measures (each with PipelineDocs documents).
+	Sizes []int
 	// DispatchRuns and CancelRuns are the runs timed.
 	DispatchRuns int
 	CancelRuns   int

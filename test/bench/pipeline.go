@@ -168,6 +168,19 @@ func pipeline(ctx context.Context, e *env, rep *Report) error {
 	for _, s := range e.p.ChartSizes {
 		points = append(points, point{s, e.p.ChartDocs, 0})
 	}
+	if e.p.Sizes != nil {
+		points = points[:0]
+		for _, s := range e.p.Sizes {
+			pt := point{s, e.p.PipelineDocs, 0}
+			switch s {
+			case 0:
+				pt.target = 0.40
+			case 1024:
+				pt.target = 0.25
+			}
+			points = append(points, pt)
+		}
+	}
 	for i, pt := range points {
 		msg := eventSize(pt.size) + pt.size
 		pub, recv, err := rawRates(ctx, e, msg, pt.docs)
