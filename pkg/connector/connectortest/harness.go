@@ -230,7 +230,7 @@ func start(ctx context.Context, c connector.Connector, dir string, ownDir bool, 
 	if err != nil {
 		return nil, fmt.Errorf("content store: %w", err)
 	}
-	h.content = content.New(obs, h.m.Store().Content)
+	h.content = content.New(h.m.JetStream(), obs, h.m.Store().Content)
 	wnc, err := connect()
 	if err != nil {
 		return nil, err
