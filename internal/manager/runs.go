@@ -62,6 +62,12 @@ func (m *Manager) TriggerSync(ctx context.Context, sourceID string, mode events.
 	if err != nil {
 		return nil, err
 	}
+	return m.triggerSync(ctx, src, mode, trigger)
+}
+
+// triggerSync is TriggerSync for a source already read.
+func (m *Manager) triggerSync(ctx context.Context, src *state.Source, mode events.SyncMode, trigger string) (*state.Run, error) {
+	sourceID := src.ID
 	man, err := m.Connector(ctx, src.Connector)
 	var nf *NotFoundError
 	if errors.As(err, &nf) {

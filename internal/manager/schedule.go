@@ -71,18 +71,46 @@ func parseSchedule(s state.Schedule, man *connector.Manifest) (nextFunc, []Detai
 // regularNext is the source's next due time after now by its schedule, or
 // nil when it has none or is paused.
 func regularNext(s state.Schedule, now time.Time) *time.Time {
+	return scheduleNext(s).after(now)
+}
+
+// scheduleNext is the schedule's next-time function, or nil when it has no
+// interval or cron, is paused, or does not parse.
+func scheduleNext(s state.Schedule) nextFunc {
 	if s.Paused || !s.Scheduled() {
 		return nil
 	}
 	next, details := parseSchedule(s, nil)
-	if next == nil || len(details) > 0 {
+	if len(details) > 0 {
 		return nil
 	}
-	t := next(now).UTC()
-	if t.IsZero() { // a cron expression that never fires (Feb 30)
+	return next
+}
+
+// after is the first due time after t, or nil (no schedule, or a cron
+// expression that never fires, such as Feb 30).
+func (next nextFunc) after(t time.Time) *time.Time {
+	if next == nil {
 		return nil
 	}
-	return &t
+	n := next(t).UTC()
+	if n.IsZero() {
+		return nil
+	}
+	return &n
+}
+
+// recordFailure counts a failure of the source: its error, degraded once
+// DegradedAfter failures are in a row, and, when scheduled, a retry time
+// that backs off exponentially up to RetryCap.
+func (m *Manager) recordFailure(s *state.Source, msg string, now time.Time) {
+	s.ConsecutiveFailures++
+	s.LastError = msg
+	s.Degraded = s.ConsecutiveFailures >= m.cfg.DegradedAfter
+	if !s.Schedule.Paused && s.Schedule.Scheduled() {
+		t := now.Add(m.retryDelay(s.ConsecutiveFailures))
+		s.NextRunAt = &t
+	}
 }
 
 // retryDelay is how long the scheduler waits after the n-th consecutive
@@ -154,13 +182,7 @@ func (m *Manager) runEnded(ctx context.Context, run *state.Run) {
 			}
 			s.ConsecutiveFailures, s.Degraded, s.LastError = 0, false, ""
 		case state.RunFailed:
-			s.ConsecutiveFailures++
-			s.LastError = run.Error
-			s.Degraded = s.ConsecutiveFailures >= m.cfg.DegradedAfter
-			if !s.Schedule.Paused && s.Schedule.Scheduled() {
-				t := now.Add(m.retryDelay(s.ConsecutiveFailures))
-				s.NextRunAt = &t
-			}
+			m.recordFailure(s, run.Error, now)
 		default:
 			return errUnchanged
 		}
@@ -408,7 +430,7 @@ func (s *scheduler) fire(ctx context.Context, sourceID string, due time.Time) (r
 	if src.Schedule.Paused || src.NextRunAt == nil || !src.NextRunAt.Equal(due) {
 		return false // changed since
 	}
-	run, err := m.TriggerSync(ctx, sourceID, src.Schedule.Mode, TriggerSchedule)
+	run, err := m.triggerSync(ctx, src, src.Schedule.Mode, TriggerSchedule)
 	var ce *ConflictError
 	failed := ""
 	switch {
@@ -426,11 +448,7 @@ func (s *scheduler) fire(ctx context.Context, sourceID string, due time.Time) (r
 			return errUnchanged
 		}
 		if failed != "" {
-			s.ConsecutiveFailures++
-			s.LastError = failed
-			s.Degraded = s.ConsecutiveFailures >= m.cfg.DegradedAfter
-			t := now.Add(m.retryDelay(s.ConsecutiveFailures))
-			s.NextRunAt = &t
+			m.recordFailure(s, failed, now)
 			return nil
 		}
 		s.NextRunAt = nextAfter(s.Schedule, due, now)
@@ -463,12 +481,13 @@ func (s *scheduler) reload(ctx context.Context, sourceID string) {
 // nextAfter is the first due time after now on the grid of due: an
 // interval keeps its phase (10:00, 10:15, ...) however late a run starts.
 func nextAfter(sched state.Schedule, due, now time.Time) *time.Time {
-	t := regularNext(sched, due)
+	next := scheduleNext(sched)
+	t := next.after(due)
 	for i := 0; t != nil && !t.After(now); i++ {
 		if i == 1000 { // far behind (no manager for days): restart from now
-			return regularNext(sched, now)
+			return next.after(now)
 		}
-		t = regularNext(sched, *t)
+		t = next.after(*t)
 	}
 	return t
 }
